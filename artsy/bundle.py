@@ -1,0 +1,444 @@
+"""Model bundles: a directory holding trained models, their provenance and a verified manifest.
+
+Layout of a bundle directory::
+
+    manifest.json          format version, provenance, feature layout, metrics, ensemble, checksums
+    models/<name>.skops    one classical scikit-learn estimator per model (``skops.io``, no pickle)
+    combiner.skops         optional stacking combiner over the members' probabilities
+    cnn.keras              optional Keras model (loaded lazily, in safe mode)
+    report/...             optional training report (model card, plots)
+
+Every file except ``manifest.json`` is listed in ``manifest["files"]`` with its SHA-256.
+:func:`load_bundle` refuses a bundle whose format version it does not read, whose files are missing
+or altered, or whose model files hold types that were not recorded (and allowed) when it was saved.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from artsy.config import EMOTIONS
+
+logger = logging.getLogger(__name__)
+
+#: The bundle format this version of artsy writes and reads.
+FORMAT_VERSION = 1
+#: Name of the manifest file at the root of every bundle.
+MANIFEST_NAME = "manifest.json"
+#: File name of the Keras model inside a bundle.
+CNN_FILE = "cnn.keras"
+#: File name of the stacking combiner inside a bundle.
+COMBINER_FILE = "combiner.skops"
+#: Ensemble methods :meth:`Bundle.combine` understands.
+ENSEMBLE_METHODS = ("single", "mean", "stacking")
+#: Module prefixes whose types may be trusted when loading ``.skops`` files.
+ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "artsy.")
+_CHUNK = 1 << 20
+
+
+class BundleError(ValueError):
+    """A model bundle is missing, altered or incompatible; the message is one line."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_bundle_path() -> Path:
+    """Return the directory of the bundle shipped inside the package (``artsy/default_bundle``)."""
+    return Path(str(importlib.resources.files("artsy").joinpath("default_bundle")))
+
+
+def _git_commit() -> str:
+    """Return the commit of the artsy checkout, or ``"unknown"`` outside a git checkout."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def _untrusted_types(path: Path) -> list[str]:
+    import skops.io
+
+    return sorted(skops.io.get_untrusted_types(file=path))
+
+
+def _check_allowed(types: list[str], where: str) -> None:
+    refused = [name for name in types if not name.startswith(ALLOWED_TYPE_PREFIXES)]
+    if refused:
+        raise BundleError(f"{where} holds types outside {ALLOWED_TYPE_PREFIXES}: {refused[:5]}")
+
+
+def _dump_skops(estimator: Any, path: Path) -> list[str]:
+    """Save ``estimator`` with skops and return the types it needs trusted on load."""
+    import skops.io
+
+    skops.io.dump(estimator, path)
+    types = _untrusted_types(path)
+    _check_allowed(types, path.name)
+    return types
+
+
+def _validate_ensemble(ensemble: Mapping[str, Any], available: set[str],
+                       has_combiner: bool) -> None:
+    members = list(ensemble.get("members", []))
+    method = ensemble.get("method")
+    if not members:
+        raise ValueError("manifest['ensemble']['members'] must name at least one model")
+    missing = [name for name in members if name not in available]
+    if missing:
+        raise ValueError(f"ensemble members {missing} are not among the bundle's models "
+                         f"{sorted(available)}")
+    if method not in ENSEMBLE_METHODS:
+        raise ValueError(f"ensemble method must be one of {ENSEMBLE_METHODS}, got {method!r}")
+    if method == "single" and len(members) != 1:
+        raise ValueError(f"ensemble method 'single' takes one member, got {members}")
+    if method == "stacking" and not has_combiner:
+        raise ValueError("ensemble method 'stacking' needs a combiner estimator")
+    weights = ensemble.get("weights")
+    if weights is not None and sorted(weights) != sorted(members):
+        raise ValueError(f"ensemble weights must name exactly the members {members}")
+
+
+def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model: Any = None,
+                combiner: Any = None, manifest: Mapping[str, Any],
+                report_dir: str | Path | None = None) -> Path:
+    """Write a model bundle, replacing ``out_dir`` only once the new bundle is complete.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Bundle directory; if it exists it must be empty or a bundle (has ``manifest.json``).
+    classical : dict of str to estimator
+        Fitted scikit-learn estimators with ``predict_proba`` over the bundle's features.
+    cnn_model : keras.Model or None, default=None
+        Fitted Keras model saved as ``cnn.keras``; it is the member named ``"cnn"``.
+    combiner : estimator or None, default=None
+        Fitted stacking combiner: ``predict_proba`` over the members' positive-class probabilities,
+        columns in ``manifest["ensemble"]["members"]`` order (after the ensemble's ``transform``).
+    manifest : dict
+        Metadata: must hold ``feature_set`` (``{"name", "length", "names"}``) and ``ensemble``
+        (``{"members", "method"[, "weights", "transform"]}``); usually also ``data``, ``metrics``,
+        ``protocol`` and ``training``. Format version, creation time, git commit, model files and
+        checksums are filled in here.
+    report_dir : str or Path or None, default=None
+        Folder copied into the bundle as ``report/`` (and checksummed with the rest).
+
+    Returns
+    -------
+    Path
+        The bundle directory.
+
+    Raises
+    ------
+    ValueError
+        If the manifest is incomplete, the ensemble names models that are not given, or ``out_dir``
+        exists and is not a bundle.
+    """
+    out_dir = Path(out_dir)
+    if "cnn" in classical:
+        raise ValueError("the name 'cnn' is reserved for cnn_model; rename the classical model")
+    for key in ("feature_set", "ensemble"):
+        if key not in manifest:
+            raise ValueError(f"manifest needs a {key!r} entry")
+    available = set(classical) | ({"cnn"} if cnn_model is not None else set())
+    _validate_ensemble(manifest["ensemble"], available, combiner is not None)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
+        raise ValueError(f"{out_dir} exists and is not a model bundle; "
+                         f"choose an empty or new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        full = json.loads(json.dumps(dict(manifest)))  # a deep, JSON-clean copy
+        full["format_version"] = FORMAT_VERSION
+        now = datetime.datetime.now(datetime.UTC)
+        full.setdefault("created_utc", now.isoformat(timespec="seconds"))
+        full.setdefault("git_commit", _git_commit())
+        full.setdefault("class_names", list(EMOTIONS))
+        models: dict[str, dict[str, Any]] = {}
+        (staging / "models").mkdir()
+        for name, estimator in sorted(classical.items()):
+            relative = f"models/{name}.skops"
+            models[name] = {"kind": "classical", "file": relative,
+                            "trusted": _dump_skops(estimator, staging / relative)}
+        if cnn_model is not None:
+            cnn_model.save(staging / CNN_FILE)
+            models["cnn"] = {"kind": "cnn", "file": CNN_FILE}
+        full["models"] = models
+        if combiner is not None:
+            trusted = _dump_skops(combiner, staging / COMBINER_FILE)
+            full["ensemble"]["combiner"] = {"file": COMBINER_FILE, "trusted": trusted}
+        if report_dir is not None:
+            shutil.copytree(report_dir, staging / "report")
+        full["files"] = {
+            path.relative_to(staging).as_posix(): sha256_file(path)
+            for path in sorted(staging.rglob("*")) if path.is_file()
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(full, indent=1, sort_keys=True) + "\n")
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("saved bundle %s (%d files)", out_dir, len(full["files"]))
+    return out_dir
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Move ``staging`` to ``out_dir``; an old ``out_dir`` is removed only after the move."""
+    if not out_dir.exists():
+        os.replace(staging, out_dir)
+        return
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+class Bundle:
+    """A verified, loaded model bundle (made by :func:`load_bundle`).
+
+    Attributes
+    ----------
+    path : Path
+        The bundle directory.
+    manifest : dict
+        The parsed ``manifest.json``.
+    classical : dict of str to estimator
+        Classical models by name; ``predict_proba(features)[:, 1]`` is the positive probability.
+    """
+
+    def __init__(self, path: Path, manifest: dict[str, Any], classical: dict[str, Any],
+                 combiner: Any = None) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.classical = classical
+        self._combiner = combiner
+
+    @property
+    def version(self) -> str:
+        """Stable model identifier: feature set plus a hash of the model files and ensemble spec."""
+        report_free = {name: digest for name, digest in self.manifest["files"].items()
+                       if not name.startswith("report/")}
+        payload = json.dumps({"files": report_free, "ensemble": self.manifest["ensemble"]},
+                             sort_keys=True)
+        return f"{self.feature_set}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+    @property
+    def feature_set(self) -> str:
+        """Name of the feature set the classical models read (see :mod:`artsy.features`)."""
+        return str(self.manifest["feature_set"]["name"])
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names in probability-column order (``EMOTIONS``)."""
+        return tuple(self.manifest["class_names"])
+
+    @property
+    def image_size(self) -> int:
+        """Side of the square images the models were trained on."""
+        return int(self.manifest.get("image_size", 100))
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """Models whose probabilities the ensemble combines, in combiner column order."""
+        return tuple(self.manifest["ensemble"]["members"])
+
+    @property
+    def cnn_member(self) -> bool:
+        """Whether the CNN is an ensemble member (then the batch job must run it)."""
+        return "cnn" in self.members
+
+    def load_cnn(self) -> Any:
+        """Load the Keras model in safe mode (imports TensorFlow; checksum re-verified)."""
+        if "cnn" not in self.manifest["models"]:
+            raise BundleError(f"bundle {self.path} has no CNN")
+        path = self.path / CNN_FILE
+        _verify_file(self.path, CNN_FILE, self.manifest["files"].get(CNN_FILE))
+        try:
+            import artsy.cnn  # noqa: F401  registers artsy's serializable layers, if any
+        except ImportError:
+            pass
+        import keras
+
+        return keras.saving.load_model(path, safe_mode=True)
+
+    def predict_classical(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Return each classical model's positive-class probability, ``{name: (n,) float32}``."""
+        positive = self.class_names.index("positive")
+        return {name: estimator.predict_proba(features)[:, positive].astype(np.float32)
+                for name, estimator in self.classical.items()}
+
+    def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Combine members' positive-class probabilities into the ensemble's ``(n,)`` p_positive.
+
+        Parameters
+        ----------
+        probs : dict of str to (n,) ndarray
+            Positive-class probability of every member (other keys are ignored).
+
+        Returns
+        -------
+        (n,) float32 ndarray
+            Ensemble probability of the positive class; deterministic.
+
+        Raises
+        ------
+        ValueError
+            If a member's probabilities are missing or the arrays differ in length.
+        """
+        missing = [name for name in self.members if name not in probs]
+        if missing:
+            raise ValueError(f"probabilities missing for ensemble members {missing}")
+        columns = np.column_stack([np.asarray(probs[name], dtype=np.float64).reshape(-1)
+                                   for name in self.members])
+        return combine_columns(self.manifest["ensemble"], columns, self._combiner)
+
+
+def combine_columns(ensemble: Mapping[str, Any], columns: np.ndarray,
+                    combiner: Any = None) -> np.ndarray:
+    """Apply an ensemble spec to ``(n, n_members)`` positive-class probabilities."""
+    columns = np.asarray(columns, dtype=np.float64)
+    method = ensemble["method"]
+    if method == "single":
+        return columns[:, 0].astype(np.float32)
+    if method == "mean":
+        weights = ensemble.get("weights")
+        weight_vector = (np.ones(columns.shape[1]) if weights is None
+                         else np.array([weights[name] for name in ensemble["members"]], float))
+        return (columns @ weight_vector / weight_vector.sum()).astype(np.float32)
+    if method == "stacking":
+        inputs = stacking_inputs(columns, ensemble.get("transform", "identity"))
+        return combiner.predict_proba(inputs)[:, 1].astype(np.float32)
+    raise BundleError(f"unknown ensemble method {method!r}")
+
+
+def stacking_inputs(columns: np.ndarray, transform: str) -> np.ndarray:
+    """Return the combiner's inputs: probabilities as they are or as clipped log-odds."""
+    if transform == "identity":
+        return columns
+    if transform == "logit":
+        clipped = np.clip(columns, 1e-4, 1 - 1e-4)
+        return np.log(clipped / (1 - clipped))
+    raise BundleError(f"unknown stacking transform {transform!r}")
+
+
+def _safe_relative(name: str) -> bool:
+    pure = PurePosixPath(name)
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in name
+
+
+def _verify_file(root: Path, name: str, expected: str | None) -> None:
+    if expected is None:
+        raise BundleError(f"bundle {root}: {name} is not listed in manifest.json")
+    path = root / name
+    if not path.is_file():
+        raise BundleError(f"bundle {root}: missing file {name}")
+    if sha256_file(path) != expected:
+        raise BundleError(f"bundle {root}: checksum mismatch for {name} (file altered or corrupt)")
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    manifest_path = root / MANIFEST_NAME
+    if not root.is_dir():
+        raise BundleError(f"model bundle not found: {root} is not a directory")
+    if not manifest_path.is_file():
+        raise BundleError(f"not a bundle: no {MANIFEST_NAME} in {root}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: {error}") from None
+    if not isinstance(manifest, dict):
+        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: not a JSON object")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"unsupported bundle format version {version} in {root} "
+                          f"(this artsy reads {FORMAT_VERSION}); retrain with jobs/train.py")
+    for key in ("files", "models", "ensemble", "feature_set", "class_names"):
+        if key not in manifest:
+            raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: no {key!r} entry")
+    unsafe = [name for name in manifest["files"] if not _safe_relative(name)]
+    if unsafe:
+        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: unsafe file path {unsafe[0]!r}")
+    return manifest
+
+
+def _load_skops(root: Path, entry: Mapping[str, Any]) -> Any:
+    import skops.io
+
+    name = entry["file"]
+    trusted = list(entry.get("trusted", []))
+    _check_allowed(trusted, f"bundle {root}: {name}")
+    unexpected = sorted(set(_untrusted_types(root / name)) - set(trusted))
+    if unexpected:
+        raise BundleError(f"bundle {root}: {name} holds types not recorded at save time: "
+                          f"{unexpected[:5]}")
+    return skops.io.load(root / name, trusted=trusted)
+
+
+def load_bundle(path: str | Path | None = None) -> Bundle:
+    """Load and verify a model bundle.
+
+    Parameters
+    ----------
+    path : str or Path or None, default=None
+        Bundle directory; ``None`` loads the one shipped in the package (``artsy/default_bundle``).
+
+    Returns
+    -------
+    Bundle
+        The bundle, with classical models and combiner loaded; the CNN loads on ``load_cnn()``.
+
+    Raises
+    ------
+    BundleError
+        One line saying what is wrong: not found, no manifest, unsupported format version, missing
+        file, checksum mismatch, or types that were not recorded at save time.
+    """
+    if path is None:
+        root = default_bundle_path()
+        if not (root / MANIFEST_NAME).is_file():
+            raise BundleError(f"no default bundle shipped at {root}; pass a bundle path "
+                              f"or train one with jobs/train.py")
+    else:
+        root = Path(path)
+    manifest = _read_manifest(root)
+    for name, digest in sorted(manifest["files"].items()):
+        _verify_file(root, name, digest)
+    for entry in manifest["models"].values():
+        if entry["file"] not in manifest["files"]:
+            raise BundleError(f"bundle {root}: {entry['file']} is not listed in manifest.json")
+    classical = {name: _load_skops(root, entry)
+                 for name, entry in sorted(manifest["models"].items())
+                 if entry.get("kind") == "classical"}
+    combiner_entry = manifest["ensemble"].get("combiner")
+    combiner = _load_skops(root, combiner_entry) if combiner_entry else None
+    bundle = Bundle(root, manifest, classical, combiner)
+    missing = [name for name in bundle.members if name not in manifest["models"]]
+    if missing:
+        raise BundleError(f"bundle {root}: ensemble members {missing} have no model file")
+    if manifest["ensemble"].get("method") == "stacking" and combiner is None:
+        raise BundleError(f"bundle {root}: stacking ensemble without a combiner file")
+    logger.info("loaded bundle %s (version %s)", root, bundle.version)
+    return bundle
