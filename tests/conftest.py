@@ -49,3 +49,47 @@ def photo_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"
     write_photos(folder, 12, seed=7, max_side=600)
     return folder
+
+
+def _build_job_bundle(out: Path, photos: Path) -> Path:
+    """Fit kNN + random forest on "affect" features and a tiny CNN, and save them as a bundle."""
+    import numpy as np
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from artsy.bundle import save_bundle
+    from artsy.cnn import build_cnn
+    from artsy.features import extract_features, feature_names
+    from artsy.io import decode_image
+    from artsy.testing import write_photos
+
+    paths = write_photos(photos, 24, seed=11, max_side=300)
+    images = np.stack([decode_image(path.read_bytes(), size=100).pixels for path in paths])
+    features = extract_features(images, "affect")
+    brightness = images.reshape(len(images), -1).mean(axis=1)
+    labels = (brightness > np.median(brightness)).astype(int)
+    classical = {
+        "knn": make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=3)),
+        "rf": RandomForestClassifier(n_estimators=10, max_depth=3, random_state=0),
+    }
+    for model in classical.values():
+        model.fit(features, labels)
+    cnn = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
+    cnn.fit(images, labels, epochs=1, batch_size=8, verbose=0)
+    names = list(feature_names("affect"))
+    manifest = {
+        "feature_set": {"name": "affect", "length": len(names), "names": names},
+        "ensemble": {"members": ["knn", "rf", "cnn"], "method": "mean"},
+        "data": {"fingerprint": "test"},
+        "training": {"command": "tests/conftest.py job_bundle", "seed": 0},
+    }
+    return save_bundle(out, classical=classical, cnn_model=cnn, manifest=manifest)
+
+
+@pytest.fixture(scope="session")
+def job_bundle(tmp_path_factory) -> Path:
+    """A real, small model bundle for the batch job: kNN, random forest and a tiny CNN (mean)."""
+    root = tmp_path_factory.mktemp("job_bundle")
+    return _build_job_bundle(root / "bundle", root / "photos")

@@ -1,0 +1,196 @@
+"""Discovery of the image files under local paths or ``s3://`` / ``gs://`` / ``file://`` URIs.
+
+Rules (the same for every input):
+
+- folders are walked recursively; files whose extension is in :data:`IMAGE_EXTENSIONS` (any case)
+  are listed;
+- hidden names (``.*``, which covers macOS ``._*`` forks and ``.DS_Store``) and OS junk
+  (:data:`JUNK_NAMES`) are skipped, files and folders alike;
+- symbolic links to folders are not followed (no loops, no escaping the input); links to files are
+  listed, and so is a dangling link with an image extension, so it becomes an error row instead of
+  vanishing;
+- a folder whose name looks like an image (``holiday.jpg/``) is walked, never opened;
+- a file named explicitly as an input is listed whatever its name;
+- the result is sorted, so runs over the same tree see the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+#: Extensions (lower case, with the dot) treated as images.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".webp", ".ppm", ".pgm", ".pbm", ".pnm",
+})
+#: File names (lower case) that operating systems leave behind and that are never images.
+JUNK_NAMES: frozenset[str] = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"})
+#: URI schemes read through :mod:`pyarrow.fs`.
+URI_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "file", "hdfs", "abfs", "abfss")
+
+
+@dataclass(frozen=True)
+class DiscoveredFile:
+    """One file to label.
+
+    Attributes
+    ----------
+    path : str
+        Path or URI written to the table (always valid UTF-8).
+    location : bytes
+        Where to read it: a local path as OS bytes (``os.fsencode``) or a UTF-8 URI.
+    """
+
+    path: str
+    location: bytes
+
+
+def is_uri(path: str) -> bool:
+    """Return whether ``path`` is a URI read through :mod:`pyarrow.fs` (``s3://``, ``gs://``)."""
+    return urlparse(path).scheme.lower() in URI_SCHEMES and "://" in path
+
+
+def display_path(path: str | bytes) -> str:
+    """Return a UTF-8-safe version of a local path: undecodable bytes become ``\\xNN``."""
+    raw = os.fsencode(path)
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def is_image_name(name: str) -> bool:
+    """Return whether a file name has an image extension (case-insensitive) and is not junk."""
+    if _is_skipped_name(name):
+        return False
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _is_skipped_name(name: str) -> bool:
+    return name.startswith(".") or name.lower() in JUNK_NAMES
+
+
+def discover(inputs: list[str] | tuple[str, ...]) -> list[DiscoveredFile]:
+    """List the image files under ``inputs``.
+
+    Parameters
+    ----------
+    inputs : sequence of str
+        Local files or folders, or URIs (``s3://bucket/prefix``, ``gs://...``, ``file:///...``).
+
+    Returns
+    -------
+    list of DiscoveredFile
+        Sorted by path, without duplicates (a file reachable from two inputs is listed once).
+
+    Raises
+    ------
+    ValueError
+        If no input is given or an input does not exist.
+    """
+    if not inputs:
+        raise ValueError("no input given; pass at least one --input PATH")
+    found: dict[str, DiscoveredFile] = {}
+    for source in inputs:
+        listed = _discover_uri(source) if is_uri(source) else _discover_local(source)
+        for item in listed:
+            found.setdefault(item.path, item)
+        logger.info("discovered %d image files under %s", len(listed), source)
+    return [found[key] for key in sorted(found)]
+
+
+def check_inputs(inputs: list[str] | tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless every input exists (cheap; no listing)."""
+    if not inputs:
+        raise ValueError("no input given; pass at least one --input PATH")
+    for source in inputs:
+        if is_uri(source):
+            filesystem, path = _from_uri(source)
+            import pyarrow.fs
+
+            if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+                raise ValueError(f"input not found: {source}; check the URI and credentials")
+        elif not os.path.exists(source):
+            raise ValueError(f"input not found: {source}; pass an existing file or folder")
+
+
+def _discover_local(source: str) -> list[DiscoveredFile]:
+    if not os.path.lexists(source):
+        raise ValueError(f"input not found: {source}; pass an existing file or folder")
+    root = os.path.abspath(source)
+    if not os.path.isdir(root):
+        if not os.path.exists(root):
+            raise ValueError(f"input not found: {source} is a dangling link")
+        return [DiscoveredFile(display_path(root), os.fsencode(root))]
+    found: list[DiscoveredFile] = []
+    pending = [os.fsencode(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as error:
+            logger.warning("cannot list %s: %s", display_path(folder), error)
+            continue
+        for entry in entries:
+            name = os.fsdecode(entry.name)
+            if _is_skipped_name(name):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+            elif entry.is_symlink():
+                if _is_dir_link(entry.path):
+                    logger.debug("not following folder link %s", display_path(entry.path))
+                elif is_image_name(name):
+                    found.append(DiscoveredFile(display_path(entry.path), entry.path))
+            elif entry.is_file(follow_symlinks=False) and is_image_name(name):
+                found.append(DiscoveredFile(display_path(entry.path), entry.path))
+    return found
+
+
+def _is_dir_link(path: bytes) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:  # dangling or looping: not a folder we could walk
+        return False
+
+
+def _from_uri(uri: str):
+    import pyarrow.fs
+
+    try:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    except (pyarrow.ArrowException, OSError, ValueError) as error:
+        raise ValueError(f"cannot open {uri}: {error}") from None
+
+
+def _discover_uri(source: str) -> list[DiscoveredFile]:
+    import pyarrow.fs
+
+    filesystem, base = _from_uri(source)
+    info = filesystem.get_file_info(base)
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise ValueError(f"input not found: {source}; check the URI and credentials")
+    prefix = source[: source.index("://") + 3]
+    if info.type == pyarrow.fs.FileType.File:
+        return [DiscoveredFile(source, source.encode())]
+    selector = pyarrow.fs.FileSelector(base, recursive=True)
+    found = []
+    for item in filesystem.get_file_info(selector):
+        relative = item.path[len(base):].strip("/").split("/")
+        if item.type != pyarrow.fs.FileType.File or any(map(_is_skipped_name, relative)):
+            continue
+        if is_image_name(relative[-1]):
+            uri = _join_uri(prefix, item.path, filesystem)
+            found.append(DiscoveredFile(uri, uri.encode()))
+    return found
+
+
+def _join_uri(prefix: str, path: str, filesystem) -> str:
+    import pyarrow.fs
+
+    if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        return f"file://{path}"
+    return f"{prefix}{path}"

@@ -1,0 +1,294 @@
+"""The label table on disk: staging, atomic commit, ``_SUCCESS``, ``_SUMMARY.json``, the index.
+
+Layout::
+
+    OUTPUT/run_date=YYYY-MM-DD/<part>.parquet    committed rows (hive partition)
+    OUTPUT/run_date=YYYY-MM-DD/_SUCCESS          written before the commit rename
+    OUTPUT/run_date=YYYY-MM-DD/_SUMMARY.json     the run's summary
+    .OUTPUT.artsy-staging/<run_date>-<run_id>/   a run in progress (sibling of OUTPUT, hidden)
+
+Staging lives *next to* ``OUTPUT``, not inside it: duckdb's ``OUTPUT/**/*.parquet`` glob and
+polars' ``scan_parquet`` descend into hidden and ``_``-prefixed folders, so any in-progress Parquet
+file under ``OUTPUT`` would show up in their reads (pyarrow alone skips ``.``/``_`` names).
+
+Commit: the finished partition (with ``_SUCCESS`` and ``_SUMMARY.json``) is moved into
+``OUTPUT`` by rename. An existing partition of the same date is first renamed away into the
+staging area, then deleted: readers see the old partition or the new one, never a mixture (between
+the two renames, which are microseconds apart, the date is briefly absent). On object stores
+(``s3://``, ``gs://``) renames are copies, so readers should look for ``_SUCCESS``.
+
+The incremental index is the table itself: the ``ok`` rows of committed partitions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.dataset
+import pyarrow.fs
+import pyarrow.parquet
+
+from artsy.schema import PARTITION_KEY
+
+logger = logging.getLogger(__name__)
+
+SUCCESS_NAME = "_SUCCESS"
+SUMMARY_NAME = "_SUMMARY.json"
+STAGING_SUFFIX = ".artsy-staging"
+
+
+@dataclass(frozen=True)
+class OutputLocation:
+    """Where a label table lives.
+
+    Attributes
+    ----------
+    filesystem : pyarrow.fs.FileSystem
+    root : str
+        Path of ``OUTPUT`` on ``filesystem``.
+    staging : str
+        Path of the staging area (a hidden sibling of ``OUTPUT``).
+    display : str
+        ``OUTPUT`` as the user gave it.
+    """
+
+    filesystem: pyarrow.fs.FileSystem
+    root: str
+    staging: str
+    display: str
+
+    def partition(self, run_date: str) -> str:
+        """Return the committed folder of one run date."""
+        return f"{self.root}/{partition_name(run_date)}"
+
+
+@dataclass
+class PriorRows:
+    """What the committed table already holds for one model version.
+
+    Attributes
+    ----------
+    skip_hashes : set of str
+        Hashes with an ``ok`` row in a partition other than the one being replaced.
+    carried : dict of (path, sha256) to row
+        ``ok`` rows of the partition being replaced, kept if their file is unchanged.
+    """
+
+    skip_hashes: set[str] = field(default_factory=set)
+    carried: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+
+
+def partition_name(run_date: str) -> str:
+    """Return ``run_date=YYYY-MM-DD``."""
+    return f"{PARTITION_KEY}={run_date}"
+
+
+def locate(output: str) -> OutputLocation:
+    """Resolve ``output`` (a local path or URI) to its file system, root and staging area.
+
+    Raises
+    ------
+    ValueError
+        If the URI cannot be opened or ``OUTPUT`` is a bucket root (staging needs a parent).
+    """
+    from artsy.discover import is_uri
+
+    text = output.rstrip("/") or "/"
+    if is_uri(text):
+        try:
+            filesystem, root = pyarrow.fs.FileSystem.from_uri(text)
+        except (pa.ArrowException, OSError, ValueError) as error:
+            raise ValueError(f"cannot open output {output}: {error}") from None
+        root = root.rstrip("/")
+    else:
+        filesystem, root = pyarrow.fs.LocalFileSystem(), os.path.abspath(text)
+    parent, _, name = root.rpartition("/")
+    if not name or not parent:
+        raise ValueError(f"output {output} must be a folder below a parent folder or bucket, "
+                         "e.g. s3://bucket/labels")
+    return OutputLocation(filesystem, root, f"{parent}/.{name}{STAGING_SUFFIX}", output)
+
+
+def check_writable(location: OutputLocation) -> None:
+    """Create ``OUTPUT`` and the staging area and prove both writable, before any work.
+
+    Raises
+    ------
+    ValueError
+        One line naming the folder that cannot be written.
+    """
+    probe_name = f".artsy-write-probe-{uuid.uuid4().hex}"
+    for folder in (location.root, location.staging):
+        probe = f"{folder}/{probe_name}"
+        try:
+            location.filesystem.create_dir(folder, recursive=True)
+            with location.filesystem.open_output_stream(probe) as stream:
+                stream.write(b"probe")
+            location.filesystem.delete_file(probe)
+        except (OSError, pa.ArrowException) as error:
+            raise ValueError(f"output not writable: {folder}: {_one_line(error)}; choose a "
+                             "folder you can write (its parent must be writable too)") from None
+        if location.filesystem.get_file_info(folder).type != pyarrow.fs.FileType.Directory:
+            raise ValueError(f"output not writable: {folder} is not a folder")
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def new_staging(location: OutputLocation, run_date: str, run_id: str) -> str:
+    """Create and return this run's staging partition folder (``.../<date>-<id>/run_date=...``)."""
+    folder = f"{location.staging}/{run_date}-{run_id}/{partition_name(run_date)}"
+    location.filesystem.create_dir(folder, recursive=True)
+    return folder
+
+
+def discard_staging(location: OutputLocation, staging_partition: str) -> None:
+    """Delete one run's staging folder (after a failure or a refused commit)."""
+    run_folder = staging_partition.rpartition("/")[0]
+    try:
+        location.filesystem.delete_dir(run_folder)
+    except FileNotFoundError:
+        pass
+
+
+def read_prior(location: OutputLocation, model_version: str, run_date: str) -> PriorRows:
+    """Read the ``ok`` rows of ``model_version`` from the committed table.
+
+    Parameters
+    ----------
+    location : OutputLocation
+    model_version : str
+        Only rows labelled by this bundle version count.
+    run_date : str
+        The partition this run replaces: its rows become ``carried`` candidates, not skips.
+
+    Returns
+    -------
+    PriorRows
+    """
+    prior = PriorRows()
+    partitions = _committed_partitions(location)
+    if not partitions:
+        return prior
+    wanted = (pyarrow.dataset.field("status") == "ok") & (
+        pyarrow.dataset.field("model_version") == model_version)
+    for name, folder in partitions.items():
+        files = _parquet_files(location, folder)
+        if not files:
+            continue
+        dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
+        if not {"status", "model_version", "content_sha256"} <= set(dataset.schema.names):
+            logger.warning("ignoring %s: not an artsy label partition", folder)
+            continue
+        if name == partition_name(run_date):
+            for row in dataset.to_table(filter=wanted).to_pylist():
+                prior.carried[(row["path"], row["content_sha256"])] = row
+        else:
+            table = dataset.to_table(columns=["content_sha256"], filter=wanted)
+            prior.skip_hashes.update(table.column("content_sha256").to_pylist())
+    logger.info("index: %d labelled hashes in other partitions, %d rows in %s",
+                len(prior.skip_hashes), len(prior.carried), partition_name(run_date))
+    return prior
+
+
+def _committed_partitions(location: OutputLocation) -> dict[str, str]:
+    selector = pyarrow.fs.FileSelector(location.root, allow_not_found=True)
+    return {info.base_name: info.path
+            for info in location.filesystem.get_file_info(selector)
+            if info.type == pyarrow.fs.FileType.Directory
+            and info.base_name.startswith(f"{PARTITION_KEY}=")}
+
+
+def _parquet_files(location: OutputLocation, folder: str) -> list[str]:
+    selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
+    return sorted(info.path for info in location.filesystem.get_file_info(selector)
+                  if info.type == pyarrow.fs.FileType.File
+                  and info.base_name.endswith(".parquet")
+                  and not info.base_name.startswith((".", "_")))
+
+
+def staged_counts(location: OutputLocation, staging_partition: str,
+                  run_id: str) -> dict[str, object]:
+    """Count the staged rows by status, label and error reason (streamed, a few columns)."""
+    counts: dict[str, object] = {"rows": 0, "new": 0, "carried_forward": 0, "ok": 0,
+                                 "errors": 0, "labels": {}, "errors_by_reason": {}}
+    files = _parquet_files(location, staging_partition)
+    if not files:
+        return counts
+    dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
+    columns = ["run_id", "status", "label", "error"]
+    for batch in dataset.to_batches(columns=columns):
+        for row in batch.to_pylist():
+            counts["rows"] += 1
+            counts["new" if row["run_id"] == run_id else "carried_forward"] += 1
+            if row["status"] == "ok":
+                counts["ok"] += 1
+                _bump(counts["labels"], row["label"])
+            else:
+                counts["errors"] += 1
+                _bump(counts["errors_by_reason"], error_kind(row["error"]))
+    return counts
+
+
+def _bump(counter: dict, key: object) -> None:
+    counter[str(key)] = counter.get(str(key), 0) + 1
+
+
+def error_kind(reason: str | None) -> str:
+    """Return the kind of an error reason: the text before the first ``:`` (``not an image``)."""
+    return (reason or "unknown").split(":", 1)[0].strip()
+
+
+def ensure_file(location: OutputLocation, staging_partition: str, schema: pa.Schema) -> None:
+    """Write an empty Parquet file with ``schema`` when a run staged no rows at all."""
+    if not _parquet_files(location, staging_partition):
+        path = f"{staging_partition}/part-empty.parquet"
+        with location.filesystem.open_output_stream(path) as stream:
+            pyarrow.parquet.write_table(schema.empty_table(), stream)
+
+
+def commit(location: OutputLocation, staging_partition: str, run_date: str,
+           summary: Mapping[str, object]) -> str:
+    """Mark a staged partition done and move it into place, replacing that date's partition.
+
+    Returns
+    -------
+    str
+        The committed partition folder.
+    """
+    filesystem = location.filesystem
+    with filesystem.open_output_stream(f"{staging_partition}/{SUMMARY_NAME}") as stream:
+        stream.write((json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+    with filesystem.open_output_stream(f"{staging_partition}/{SUCCESS_NAME}") as stream:
+        stream.write(b"")
+    target = location.partition(run_date)
+    run_folder = staging_partition.rpartition("/")[0]
+    replaced = f"{run_folder}/replaced"
+    if filesystem.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
+        filesystem.move(target, replaced)
+    filesystem.move(staging_partition, target)
+    logger.info("committed %s", target)
+    remove_stale_staging(location, run_date)
+    return target
+
+
+def remove_stale_staging(location: OutputLocation, run_date: str) -> None:
+    """Delete the staging folders of every run of ``run_date`` (killed runs, replaced data).
+
+    Runs of the same date must not overlap (a scheduler runs one nightly job at a time).
+    """
+    selector = pyarrow.fs.FileSelector(location.staging, allow_not_found=True)
+    for info in location.filesystem.get_file_info(selector):
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith(
+                f"{run_date}-"):
+            try:
+                location.filesystem.delete_dir(info.path)
+            except (FileNotFoundError, OSError) as error:
+                logger.warning("could not remove stale staging %s: %s", info.path, error)

@@ -1,0 +1,306 @@
+"""The batch job: discover → decode + features (tasks) → classical → CNN (actor pool) → Parquet.
+
+:func:`validate_job` checks everything that can be checked before work starts (inputs exist, the
+bundle loads and verifies, the output is writable, the date parses) and raises ``ValueError``;
+:func:`run_job` streams the files through Ray Data into a staging folder, counts the staged rows,
+refuses to commit when the error rate is over the limit (:class:`RunFailed`) and otherwise commits
+the partition atomically (see :mod:`artsy.output`). Nothing collects the rows on the driver.
+
+``ray.init`` is not called here: the caller (``jobs/classify.py`` or a test) owns the Ray session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import math
+import re
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from artsy.config import JobConfig
+
+logger = logging.getLogger(__name__)
+
+#: CPUs reserved by a classical-model actor (scikit-learn predict is light next to features).
+CLASSICAL_ACTOR_CPUS = 0.25
+#: CPUs reserved by a CNN actor on a cluster with fewer than ``SMALL_CLUSTER_CPUS`` CPUs.
+SMALL_CLUSTER_CNN_CPUS = 0.5
+SMALL_CLUSTER_CPUS = 4
+#: Retries of a decode task whose worker died; restarts / task retries of a predictor actor.
+TASK_RETRIES = 3
+ACTOR_RESTARTS = 3
+#: Rows per Parquet file at most (a run writes fewer, larger files).
+ROWS_PER_FILE = 100_000
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class RunFailed(RuntimeError):
+    """A run finished but was not committed (for example, too many files failed)."""
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What :func:`validate_job` resolved: the bundle facts and the output location."""
+
+    run_date: str
+    model_version: str
+    feature_set: str
+    models: tuple[str, ...]
+    cnn: bool
+    image_size: int
+    location: Any
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The end-of-run summary (printed by the job and written as ``_SUMMARY.json``).
+
+    Attributes
+    ----------
+    run_id, run_date, output, partition : str
+        Identity of the run and where its rows are.
+    model_version, feature_set : str
+        The bundle that labelled them.
+    images_seen : int
+        Files discovered under the inputs.
+    processed : int
+        Files read, decoded and labelled (or failed) by this run.
+    skipped : int
+        Files not processed because their content already has an ``ok`` row of this model version
+        (``carried_forward`` of them keep their earlier row in this partition).
+    carried_forward : int
+    labelled : dict of str to int
+        ``ok`` rows per label in the partition.
+    errors : int
+    errors_by_reason : dict of str to int
+        Error rows by kind (the reason's text before ``:``).
+    seconds : float
+        Wall time from discovery to commit.
+    images_per_second : float
+        ``processed / seconds``.
+    committed : bool
+    cpus, gpus : float
+        Resources of the Ray cluster.
+    """
+
+    run_id: str
+    run_date: str
+    output: str
+    partition: str
+    model_version: str
+    feature_set: str
+    images_seen: int
+    processed: int
+    skipped: int
+    carried_forward: int
+    labelled: dict[str, int]
+    errors: int
+    errors_by_reason: dict[str, int]
+    seconds: float
+    images_per_second: float
+    committed: bool
+    cpus: float
+    gpus: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the summary as a JSON-ready dict."""
+        return asdict(self)
+
+
+def _check_numbers(config: JobConfig) -> None:
+    if not 0.0 <= config.max_error_rate <= 1.0:
+        raise ValueError(f"max_error_rate must be in [0, 1], got {config.max_error_rate}")
+    if config.cnn_actors is not None and config.cnn_actors < 1:
+        raise ValueError(f"cnn_actors must be >= 1, got {config.cnn_actors}")
+    if config.gpus_per_actor is not None and config.gpus_per_actor < 0:
+        raise ValueError(f"gpus_per_actor must be >= 0, got {config.gpus_per_actor}")
+    if config.artsy.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {config.artsy.batch_size}")
+
+
+def resolve_run_date(run_date: str | None) -> str:
+    """Return ``run_date`` checked as ``YYYY-MM-DD``, or today's UTC date when ``None``."""
+    if run_date is None:
+        return datetime.datetime.now(datetime.UTC).date().isoformat()
+    try:
+        if not _DATE.match(run_date):
+            raise ValueError
+        datetime.date.fromisoformat(run_date)
+    except ValueError:
+        raise ValueError(f"run date must be a calendar date YYYY-MM-DD, got {run_date!r}") from None
+    return run_date
+
+
+def validate_job(config: JobConfig) -> JobPlan:
+    """Check a job before any work: inputs, bundle, output, date and numbers.
+
+    Raises
+    ------
+    ValueError
+        One line saying what is wrong and how to fix it (``BundleError`` is a ``ValueError``).
+    """
+    from artsy import discover, output
+    from artsy.bundle import load_bundle
+
+    _check_numbers(config)
+    run_date = resolve_run_date(config.run_date)
+    discover.check_inputs(config.inputs)
+    bundle = load_bundle(config.model)
+    location = output.locate(config.output)
+    output.check_writable(location)
+    models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.cnn_member else ())
+    return JobPlan(run_date=run_date, model_version=bundle.version,
+                   feature_set=bundle.feature_set, models=models, cnn=bundle.cnn_member,
+                   image_size=bundle.image_size, location=location)
+
+
+def _cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, float, float]:
+    """Return (actors, GPUs per actor, CPUs per actor) for the CNN pool."""
+    cpus, gpus = cluster.get("CPU", 1.0), cluster.get("GPU", 0.0)
+    gpus_per_actor = config.gpus_per_actor
+    if gpus_per_actor is None:
+        gpus_per_actor = 1.0 if gpus >= 1 else 0.0
+    if gpus_per_actor > gpus:
+        raise ValueError(f"gpus_per_actor={gpus_per_actor} but the cluster has {gpus} GPUs; "
+                         "lower --gpus-per-actor or add GPU nodes")
+    actors = config.cnn_actors
+    if actors is None:
+        actors = max(1, math.floor(gpus / gpus_per_actor)) if gpus_per_actor > 0 else 1
+    actor_cpus = 1.0 if cpus >= SMALL_CLUSTER_CPUS else SMALL_CLUSTER_CNN_CPUS
+    return actors, gpus_per_actor, actor_cpus
+
+
+def check_cluster(config: JobConfig) -> tuple[int, float, float]:
+    """Check the CNN resources against the connected Ray cluster.
+
+    Returns
+    -------
+    tuple
+        (CNN actors, GPUs per actor, CPUs per actor).
+
+    Raises
+    ------
+    ValueError
+        If more GPUs per actor are asked for than the cluster has.
+    """
+    import ray
+
+    return _cnn_resources(config, ray.cluster_resources())
+
+
+def build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id: str):
+    """Return the lazy Ray dataset of output tables (nothing runs until it is written)."""
+    import ray
+
+    from artsy import predict
+
+    batch_size = config.artsy.batch_size
+    items = [{"path": item.path, "location": item.location} for item in files]
+    blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
+    dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    dataset = dataset.map_batches(
+        predict.decode_and_featurize, batch_size=batch_size, num_cpus=1,
+        max_retries=TASK_RETRIES,
+        fn_kwargs={"image_size": plan.image_size, "feature_set": plan.feature_set,
+                   "skip_hashes": frozenset(prior.skip_hashes),
+                   "carry_keys": frozenset(prior.carried)})
+    actors, gpus_per_actor, actor_cpus = check_cluster(config)
+    dataset = dataset.map_batches(
+        predict.ClassicalPredictor, batch_size=batch_size,
+        fn_constructor_args=(config.model,), fn_constructor_kwargs={"combine": not plan.cnn},
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
+        num_cpus=CLASSICAL_ACTOR_CPUS, max_restarts=ACTOR_RESTARTS,
+        max_task_retries=TASK_RETRIES)
+    if plan.cnn:
+        logger.info("CNN: %d actor(s), %.2f GPU and %.2f CPU each", actors, gpus_per_actor,
+                    actor_cpus)
+        dataset = dataset.map_batches(
+            predict.CnnPredictor, batch_size=batch_size,
+            fn_constructor_args=(config.model,),
+            fn_constructor_kwargs={"batch_size": batch_size,
+                                   "threads": max(1, math.ceil(actor_cpus))},
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
+            max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
+    return dataset.map_batches(
+        predict.to_output_table, batch_size=batch_size, batch_format="numpy",
+        num_cpus=CLASSICAL_ACTOR_CPUS, max_retries=TASK_RETRIES,
+        fn_kwargs={"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
+                   "feature_set": plan.feature_set, "carried": prior.carried})
+
+
+def new_run_id() -> str:
+    """Return a sortable unique run id: ``YYYYmmddTHHMMSSZ-<8 hex>``."""
+    now = datetime.datetime.now(datetime.UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run_job(config: JobConfig, plan: JobPlan | None = None) -> RunSummary:
+    """Label every image under ``config.inputs`` and commit one partition of the label table.
+
+    Parameters
+    ----------
+    config : JobConfig
+    plan : JobPlan or None, default=None
+        From :func:`validate_job`; validated here when ``None``.
+
+    Returns
+    -------
+    RunSummary
+        Of the committed run.
+
+    Raises
+    ------
+    ValueError
+        If the job is invalid or asks for more GPUs than the cluster has (nothing was done).
+    RunFailed
+        If the run was not committed (error rate over ``config.max_error_rate``).
+    """
+    import ray
+
+    from artsy import discover, output
+    from artsy.schema import output_schema
+
+    plan = plan or validate_job(config)
+    check_cluster(config)
+    started = time.perf_counter()
+    run_id = new_run_id()
+    location = plan.location
+    files = discover.discover(config.inputs)
+    prior = output.PriorRows() if config.full else output.read_prior(
+        location, plan.model_version, plan.run_date)
+    staging = output.new_staging(location, plan.run_date, run_id)
+    logger.info("run %s: %d files -> %s", run_id, len(files), staging)
+    try:
+        if files:
+            dataset = build_dataset(config, plan, files, prior, run_id)
+            dataset.write_parquet(staging, filesystem=location.filesystem,
+                                  max_rows_per_file=ROWS_PER_FILE)
+        output.ensure_file(location, staging, output_schema(plan.models))
+        counts = output.staged_counts(location, staging, run_id)
+    except BaseException:
+        output.discard_staging(location, staging)
+        raise
+    seconds = time.perf_counter() - started
+    cluster = ray.cluster_resources()
+    summary = RunSummary(
+        run_id=run_id, run_date=plan.run_date, output=location.display,
+        partition=location.partition(plan.run_date), model_version=plan.model_version,
+        feature_set=plan.feature_set, images_seen=len(files), processed=counts["new"],
+        skipped=len(files) - counts["new"], carried_forward=counts["carried_forward"],
+        labelled=dict(sorted(counts["labels"].items())), errors=counts["errors"],
+        errors_by_reason=dict(sorted(counts["errors_by_reason"].items())),
+        seconds=round(seconds, 3),
+        images_per_second=round(counts["new"] / seconds, 2) if seconds > 0 else 0.0,
+        committed=True, cpus=cluster.get("CPU", 0.0), gpus=cluster.get("GPU", 0.0))
+    error_rate = counts["errors"] / counts["new"] if counts["new"] else 0.0
+    if error_rate > config.max_error_rate:
+        output.discard_staging(location, staging)
+        raise RunFailed(f"not committed: {counts['errors']} of {counts['new']} files failed "
+                        f"({error_rate:.1%} > --max-error-rate {config.max_error_rate:.1%}); "
+                        f"errors by reason: {summary.errors_by_reason}")
+    output.commit(location, staging, plan.run_date, summary.to_dict())
+    return summary

@@ -1,0 +1,111 @@
+"""The Parquet schema of the label table, defined once: the writer and the tests both use it.
+
+Table layout: ``OUTPUT/run_date=YYYY-MM-DD/*.parquet`` (hive partitioning). ``run_date`` is the
+partition key and is not stored inside the files; readers get it back from the directory name.
+
+Columns, in order (``output_schema(models)`` inserts one ``p_positive_<model>`` column per model
+after ``p_positive``; :data:`OUTPUT_SCHEMA` is the table without any per-model column):
+
+==================  ========================  =====================================================
+column              type                      meaning
+==================  ========================  =====================================================
+run_id              string                    the run that wrote the row
+path                string                    file path or URI as discovered (see below)
+content_sha256      string                    hex SHA-256 of the file bytes (null if unreadable)
+file_size           int64                     bytes (null if unreadable)
+width, height       int32                     size of the upright original (null on error)
+status              string                    ``ok`` or ``error``
+error               string                    reason, e.g. ``corrupt image data: ...`` (null if ok)
+label               string                    ``positive`` / ``negative`` (null on error)
+p_positive          float64                   ensemble probability of ``positive`` (null on error)
+p_positive_<model>  float64                   one per model: knn, rf, ..., cnn (null on error)
+model_version       string                    bundle version that made the label
+feature_set         string                    feature set of the classical models
+inferred_at         timestamp[us, tz=UTC]     when the row was computed
+==================  ========================  =====================================================
+
+Paths are Unicode strings. A local file name that is not valid UTF-8 (possible on Linux) is written
+with its undecodable bytes as ``\\xNN`` escapes, so every file the OS allows still gets its row.
+Plain ``string`` (not ``large_string``), ``int32``/``int64``, ``float64`` and microsecond UTC
+timestamps read back unchanged with pyarrow, pandas, duckdb and polars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+from artsy.config import EMOTIONS
+
+#: Values of the ``status`` column.
+STATUSES: tuple[str, str] = ("ok", "error")
+#: Prefix of the per-model probability columns.
+MODEL_COLUMN_PREFIX = "p_positive_"
+#: Name of the hive partition key (a directory level, never a column inside the files).
+PARTITION_KEY = "run_date"
+
+_LEADING = (
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("content_sha256", pa.string()),
+    pa.field("file_size", pa.int64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("label", pa.string()),
+    pa.field("p_positive", pa.float64()),
+)
+_TRAILING = (
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("feature_set", pa.string(), nullable=False),
+    pa.field("inferred_at", pa.timestamp("us", tz="UTC"), nullable=False),
+)
+
+#: Label-table columns shared by every bundle (no per-model probability columns).
+OUTPUT_SCHEMA: pa.Schema = pa.schema(
+    _LEADING + _TRAILING,
+    metadata={b"artsy.labels": ",".join(EMOTIONS).encode(),
+              b"artsy.partition_key": PARTITION_KEY.encode()},
+)
+
+
+def model_column(model: str) -> str:
+    """Return the probability column of one model, e.g. ``p_positive_knn``."""
+    return f"{MODEL_COLUMN_PREFIX}{model}"
+
+
+def output_schema(models: Iterable[str]) -> pa.Schema:
+    """Return the label-table schema for a bundle whose models are ``models``.
+
+    Parameters
+    ----------
+    models : iterable of str
+        Model names (``knn``, ``rf``, ``cnn``, ...), in column order.
+
+    Returns
+    -------
+    pyarrow.Schema
+        :data:`OUTPUT_SCHEMA` with one nullable float64 ``p_positive_<model>`` column per model,
+        inserted after ``p_positive``.
+
+    Raises
+    ------
+    ValueError
+        If a name is empty, repeated or not a plain identifier.
+    """
+    models = list(models)
+    for name in models:
+        if not name.isidentifier():
+            raise ValueError(f"model name must be a plain identifier such as 'knn', got {name!r}")
+    if len(set(models)) != len(models):
+        raise ValueError(f"model names must be unique, got {models}")
+    per_model = tuple(pa.field(model_column(name), pa.float64()) for name in models)
+    return pa.schema(_LEADING + per_model + _TRAILING, metadata=OUTPUT_SCHEMA.metadata)
+
+
+def schema_models(schema: pa.Schema) -> tuple[str, ...]:
+    """Return the model names of a label-table schema (its ``p_positive_<model>`` columns)."""
+    return tuple(name[len(MODEL_COLUMN_PREFIX):] for name in schema.names
+                 if name.startswith(MODEL_COLUMN_PREFIX))
