@@ -51,8 +51,8 @@ def photo_dir(tmp_path: Path) -> Path:
     return folder
 
 
-def _build_job_bundle(out: Path, photos: Path) -> Path:
-    """Fit kNN + random forest on "affect" features and a tiny CNN, and save them as a bundle."""
+def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
+    """Fit kNN + random forest on "affect" features (and a tiny CNN), and save them as a bundle."""
     import numpy as np
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.neighbors import KNeighborsClassifier
@@ -60,7 +60,6 @@ def _build_job_bundle(out: Path, photos: Path) -> Path:
     from sklearn.preprocessing import StandardScaler
 
     from artsy.bundle import save_bundle
-    from artsy.cnn import build_cnn
     from artsy.features import extract_features, feature_names
     from artsy.io import decode_image
     from artsy.testing import write_photos
@@ -76,16 +75,20 @@ def _build_job_bundle(out: Path, photos: Path) -> Path:
     }
     for model in classical.values():
         model.fit(features, labels)
-    cnn = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
-    cnn.fit(images, labels, epochs=1, batch_size=8, verbose=0)
+    cnn_model = None
+    if cnn:
+        from artsy.cnn import build_cnn
+
+        cnn_model = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
+        cnn_model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
     names = list(feature_names("affect"))
     manifest = {
         "feature_set": {"name": "affect", "length": len(names), "names": names},
-        "ensemble": {"members": ["knn", "rf", "cnn"], "method": "mean"},
+        "ensemble": {"members": ["knn", "rf"] + (["cnn"] if cnn else []), "method": "mean"},
         "data": {"fingerprint": "test"},
         "training": {"command": "tests/conftest.py job_bundle", "seed": 0},
     }
-    return save_bundle(out, classical=classical, cnn_model=cnn, manifest=manifest)
+    return save_bundle(out, classical=classical, cnn_model=cnn_model, manifest=manifest)
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +96,10 @@ def job_bundle(tmp_path_factory) -> Path:
     """A real, small model bundle for the batch job: kNN, random forest and a tiny CNN (mean)."""
     root = tmp_path_factory.mktemp("job_bundle")
     return _build_job_bundle(root / "bundle", root / "photos")
+
+
+@pytest.fixture(scope="session")
+def job_bundle_classical(tmp_path_factory) -> Path:
+    """Like ``job_bundle`` without the CNN (kNN + random forest, mean): no TensorFlow actor."""
+    root = tmp_path_factory.mktemp("job_bundle_classical")
+    return _build_job_bundle(root / "bundle", root / "photos", cnn=False)
