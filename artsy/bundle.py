@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -46,6 +47,8 @@ COMBINER_FILE = "combiner.skops"
 ENSEMBLE_METHODS = ("single", "mean", "stacking")
 #: Module prefixes whose types may be trusted when loading ``.skops`` files.
 ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "artsy.")
+#: Permissions of a bundle directory.
+BUNDLE_DIR_MODE = 0o755
 _CHUNK = 1 << 20
 
 
@@ -94,7 +97,7 @@ def _dump_skops(estimator: Any, path: Path) -> list[str]:
     """Save ``estimator`` with skops and return the types it needs trusted on load."""
     import skops.io
 
-    skops.io.dump(estimator, path)
+    skops.io.dump(estimator, path, compression=zipfile.ZIP_DEFLATED)
     types = _untrusted_types(path)
     _check_allowed(types, path.name)
     return types
@@ -171,6 +174,7 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        staging.chmod(BUNDLE_DIR_MODE)  # mkdtemp makes it private; bundles are read by workers
         full = json.loads(json.dumps(dict(manifest)))  # a deep, JSON-clean copy
         full["format_version"] = FORMAT_VERSION
         now = datetime.datetime.now(datetime.UTC)
@@ -191,7 +195,7 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
             trusted = _dump_skops(combiner, staging / COMBINER_FILE)
             full["ensemble"]["combiner"] = {"file": COMBINER_FILE, "trusted": trusted}
         if report_dir is not None:
-            shutil.copytree(report_dir, staging / "report")
+            _copy_tree(Path(report_dir), staging / "report")
         full["files"] = {
             path.relative_to(staging).as_posix(): sha256_file(path)
             for path in sorted(staging.rglob("*")) if path.is_file()
@@ -203,6 +207,15 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
         raise
     logger.info("saved bundle %s (%d files)", out_dir, len(full["files"]))
     return out_dir
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """Copy a folder's files (not their permissions) into ``target``."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            destination = target / path.relative_to(source)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
 
 
 def _replace_dir(staging: Path, out_dir: Path) -> None:
