@@ -1,0 +1,1 @@
+"""Benchmarks of artsy against same-run baselines (not tests); see ``benchmarks/run.py``."""

@@ -1,0 +1,174 @@
+"""The job's CNN in one Ray Data actor against bare ``model.predict`` at the same batch size.
+
+Both see the same decoded images (cached as ``.npy``). The actor is artsy's
+``artsy.predict.CnnPredictor`` over the shipped default bundle; while there is no bundle yet, a
+stand-in actor (:class:`StandInCnnActor`: ``configure_tensorflow`` + ``predict_positive``, as the
+real one does) runs an untrained ``build_cnn`` of the same architecture as the bare model, and the
+result says so.
+
+The actor runs inside :class:`TimedActor`, which stamps each output row with the wall-clock start
+and end of its batch's call. The *steady* rate counts from the first call's start to the moment
+the driver has the last row: Ray's hand-offs are in, actor start-up (process, TensorFlow import,
+model load) is not; that is reported apart, in ``with_startup``. ``busy`` is the time inside the
+calls alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import baselines, common
+
+#: Probability given to the classical ensemble members when only the CNN actor runs.
+NEUTRAL_PROBABILITY = 0.5
+
+
+class StandInCnnActor:
+    """Stand-in CNN actor: an untrained ``build_cnn``, ``predict_positive`` on ``batch["pixels"]``.
+
+    Parameters
+    ----------
+    batch_size : int
+        Images per forward pass.
+    """
+
+    def __init__(self, *, batch_size: int) -> None:
+        from artsy import cnn
+
+        cnn.configure_tensorflow(gpu_memory_growth=True)
+        self.model = cnn.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Add ``p_positive_cnn``; drop ``pixels``."""
+        from artsy import cnn
+
+        pixels = batch.pop("pixels")
+        batch["p_positive_cnn"] = cnn.predict_positive(self.model, pixels,
+                                                       batch_size=self.batch_size)
+        return batch
+
+
+class TimedActor:
+    """Wrap a predictor class; add ``call_start`` / ``call_end`` (``time.time()``) to each row.
+
+    Parameters
+    ----------
+    predictor : type
+        The callable class to construct (once, in the actor).
+    kwargs : dict
+        Its constructor's keyword arguments.
+    """
+
+    def __init__(self, *, predictor: type, kwargs: dict) -> None:
+        self.predictor = predictor(**kwargs)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Call the predictor and stamp its rows."""
+        start = time.time()
+        output = self.predictor(batch)
+        count = len(output["path"])
+        output["call_start"] = np.full(count, start)
+        output["call_end"] = np.full(count, time.time())
+        return output
+
+
+def decoded_pixels(paths: list[str], scratch: Path) -> np.ndarray:
+    """Return the ``(n, 100, 100, 3)`` pixels of ``paths``, cached as ``.npy`` in ``scratch``."""
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
+    cache = scratch / f"pixels-{len(paths)}-{digest}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    pixels = np.stack([baselines.decode_artsy(path) for path in paths])
+    np.save(cache, pixels)
+    return pixels
+
+
+def _real_actor(model: str | None) -> tuple[object, object, tuple[str, ...]] | None:
+    """Return (CnnPredictor, bundle CNN model, other members) or None without a bundle/predictor."""
+    try:
+        predict = common.need("artsy.predict", "CnnPredictor")
+        bundle = common.need("artsy.bundle", "load_bundle").load_bundle(model)
+        keras_model = bundle.load_cnn()
+    except Exception:  # noqa: BLE001 - no bundle / no CNN in it yet: use the stand-in
+        return None
+    others = tuple(name for name in bundle.members if name != "cnn")
+    return predict.CnnPredictor, keras_model, others
+
+
+def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: bool = False,
+        model: str | None = None) -> dict:
+    """Measure bare ``model.predict`` then the CNN actor, same images, same batch size.
+
+    ``model`` is a bundle directory (``None``: the shipped default).
+    """
+    cnn_module = common.need("artsy.cnn", "build_cnn", "predict_positive", "configure_tensorflow")
+    # Memory growth on, so the actor can share the GPU with this process's bare model.
+    cnn_module.configure_tensorflow(gpu_memory_growth=True)
+    pixels = decoded_pixels(paths, scratch)
+    real = _real_actor(model)
+    if real is None:
+        keras_model = cnn_module.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
+        source = "untrained artsy.cnn.build_cnn (no shipped bundle with a CNN yet)"
+    else:
+        keras_model, source = real[1], f"bundle {model or '(shipped default)'}"
+    warm = pixels[: 2 * batch_size]
+    keras_model.predict(warm, batch_size=batch_size, verbose=0)
+    start = time.perf_counter()
+    keras_model.predict(pixels, batch_size=batch_size, verbose=0)
+    bare = common.rate(len(pixels), time.perf_counter() - start)
+    cnn_module.predict_positive(keras_model, warm, batch_size=batch_size)
+    start = time.perf_counter()
+    cnn_module.predict_positive(keras_model, pixels, batch_size=batch_size)
+    wrapped = common.rate(len(pixels), time.perf_counter() - start)
+    del keras_model
+    if real is None:
+        actor = _actor_rate(StandInCnnActor, {}, pixels, (), cpus, batch_size, gpu=gpu)
+        actor_name = "benchmarks.cnn_actor.StandInCnnActor"
+    else:
+        actor = _actor_rate(real[0], {"bundle_path": model}, pixels, real[2], cpus, batch_size,
+                            gpu=gpu)
+        actor_name = "artsy.predict.CnnPredictor"
+    return {"model": source, "actor_class": actor_name, "batch_size": batch_size, "gpu": gpu,
+            "bare_predict": bare, "predict_positive_in_process": wrapped, "actor": actor}
+
+
+def _rows(pixels: np.ndarray, others: tuple[str, ...]) -> list[dict]:
+    extra = {f"p_positive_{name}": NEUTRAL_PROBABILITY for name in others}
+    return [{"path": f"image_{index}", "status": "ok", "kind": "new", "pixels": image, **extra}
+            for index, image in enumerate(pixels)]
+
+
+def _actor_rate(predictor: type, constructor_kwargs: dict, pixels: np.ndarray,
+                others: tuple[str, ...], cpus: int, batch_size: int, *, gpu: bool) -> dict:
+    """Stream ``pixels`` through one actor; the steady rate counts from the first output batch."""
+    ray = common.start_ray(cpus, gpus=1 if gpu else 0)
+    try:
+        blocks = max(1, -(-len(pixels) // batch_size))
+        dataset = ray.data.from_items(_rows(pixels, others), override_num_blocks=blocks)
+        dataset = dataset.materialize()  # inputs in the object store before the clock starts
+        dataset = dataset.map_batches(TimedActor, batch_size=batch_size, batch_format="numpy",
+                                      compute=ray.data.ActorPoolStrategy(size=1),
+                                      num_gpus=1 if gpu else 0,
+                                      fn_constructor_kwargs={"predictor": predictor, "kwargs": {
+                                          **constructor_kwargs, "batch_size": batch_size}})
+        start = time.time()
+        rows, first_call, calls = 0, float("inf"), {}
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            rows += len(batch["path"])
+            first_call = min(first_call, float(batch["call_start"].min()))
+            calls.update(zip(batch["call_start"].tolist(), batch["call_end"].tolist(),
+                             strict=True))
+        end = time.time()
+    finally:
+        ray.shutdown()
+    if rows != len(pixels):
+        raise RuntimeError(f"CNN actor returned {rows} rows for {len(pixels)} images")
+    busy = sum(call_end - call_start for call_start, call_end in calls.items())
+    return {"with_startup": common.rate(rows, end - start),
+            "steady": common.rate(rows, end - first_call),
+            "busy": common.rate(rows, busy), "calls": len(calls)}
