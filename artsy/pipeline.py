@@ -17,6 +17,7 @@ import math
 import re
 import time
 import uuid
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -193,6 +194,15 @@ def check_cluster(config: JobConfig) -> tuple[int, float, float]:
 
 def build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id: str):
     """Return the lazy Ray dataset of output tables (nothing runs until it is written)."""
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates passing max_retries / max_restarts / max_task_retries as extra
+        # keywords but offers no other way to make them finite (its defaults retry forever, so
+        # a file that crashes its worker would hang the run); revisit before Ray 2.64.
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        return _build_dataset(config, plan, files, prior, run_id)
+
+
+def _build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id: str):
     import ray
 
     from artsy import predict
