@@ -1,0 +1,263 @@
+"""The training report written into a bundle's ``report/`` folder.
+
+Plots (matplotlib, Agg canvas, no pyplot state): a confusion matrix per model, the CNN's learning
+curves, CNN feature maps of one public-domain photo, and a reliability plot. ``MODEL_CARD.md``
+holds the comparison table with published anchors, the exact command, data fingerprint and seed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
+
+from artsy.config import EMOTIONS
+from artsy.evaluate import METRICS, THRESHOLD, outer_splits, score
+
+if TYPE_CHECKING:
+    from artsy.train import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+#: Published and measured reference points on Twitter I, 5-agree: (name, accuracy, balanced).
+ANCHORS: tuple[tuple[str, str, str], ...] = (
+    ("majority class (5-agree)", "0.659", "0.500"),
+    ("notebook kNN, k=5 (grouped 10-fold)", "0.620", "0.563"),
+    ("notebook bagged trees (grouped 10-fold)", "0.660", "0.545"),
+    ("You et al. 2015, hand-crafted colour features", "≈0.68–0.71", "–"),
+    ("You et al. 2015, progressively trained CNN", "≈0.77", "–"),
+    ("fine-tuned ImageNet CNN (You et al. 2015)", "≈0.83", "–"),
+)
+#: Bins of the reliability plot.
+RELIABILITY_BINS = 10
+#: Conv layers and channels shown in the feature-map figure.
+FEATURE_MAP_LAYERS = 3
+FEATURE_MAP_CHANNELS = 8
+#: Unreadable images listed by name in the model card (all are counted).
+FAILURES_SHOWN = 20
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    return path
+
+
+def agree_levels(agree: np.ndarray | None) -> list[tuple[str, np.ndarray | None]]:
+    """Subsets to report: ``("N-agree", mask of agree >= N)`` per level, or ``("all", None)``."""
+    if agree is None:
+        return [("all", None)]
+    return [(f"{level}-agree", agree >= level) for level in np.unique(agree).tolist()]
+
+
+def subset_metrics(run: TrainingRun) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per model and agreement subset: mean and std of every metric over the outer test folds.
+
+    The folds are the cross-validation's own; each test fold is restricted to the subset, so
+    the subset rows of a model trained on all images use the same out-of-fold predictions.
+    """
+    data, config = run.data, run.config
+    splits = {seed: outer_splits(data.labels, data.groups, n_splits=config.n_splits, seed=seed)
+              for seed in config.cv_seeds}
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, result in run.results.items():
+        table[name] = {}
+        for subset, mask in agree_levels(data.agree):
+            rows = []
+            for seed, seed_splits in splits.items():
+                for _, test_idx in seed_splits:
+                    chosen = test_idx if mask is None else test_idx[mask[test_idx]]
+                    if chosen.size:
+                        rows.append(score(data.labels[chosen], result.oof[seed][chosen]))
+            table[name][subset] = {
+                "n": int(data.labels.size if mask is None else mask.sum()),
+                "mean": {m: float(np.mean([row[m] for row in rows])) for m in METRICS},
+                "std": {m: float(np.std([row[m] for row in rows])) for m in METRICS},
+            }
+    return table
+
+
+def plot_confusion(labels: np.ndarray, p_positive: np.ndarray, title: str, path: Path) -> Path:
+    """Confusion matrix at the 0.5 threshold: counts and row percentages."""
+    matrix = confusion_matrix(labels, (p_positive >= THRESHOLD).astype(int), labels=[0, 1])
+    figure = Figure(figsize=(4, 3.6))
+    axes = figure.add_subplot()
+    axes.imshow(matrix, cmap="Blues")
+    rows = matrix.sum(axis=1, keepdims=True).clip(min=1)
+    for (row, column), count in np.ndenumerate(matrix):
+        axes.text(column, row, f"{count}\n{100 * count / rows[row, 0]:.0f}%", ha="center",
+                  va="center", color="white" if count > matrix.max() / 2 else "black")
+    axes.set(xticks=[0, 1], yticks=[0, 1], xticklabels=EMOTIONS, yticklabels=EMOTIONS,
+             xlabel="predicted", ylabel="true", title=title)
+    return _save(figure, path)
+
+
+def plot_learning_curves(histories: Sequence[Mapping[str, Sequence[float]]], path: Path) -> Path:
+    """CNN accuracy and loss per epoch, training vs validation, one line per CV fold."""
+    figure = Figure(figsize=(10, 4))
+    for index, metric in enumerate(("accuracy", "loss")):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for fold, history in enumerate(histories):
+            epochs = np.arange(1, len(history[metric]) + 1)
+            axes.plot(epochs, history[metric], color="tab:blue", alpha=0.6,
+                      label="training" if fold == 0 else None)
+            if f"val_{metric}" in history:
+                axes.plot(epochs, history[f"val_{metric}"], color="tab:orange", alpha=0.6,
+                          label="validation" if fold == 0 else None)
+        axes.set(xlabel="epoch", ylabel=metric, title=f"CNN {metric} ({len(histories)} folds)")
+        axes.legend()
+    return _save(figure, path)
+
+
+def public_photo(size: int) -> np.ndarray:
+    """A public-domain photo (scikit-image's ``chelsea``) decoded like every artsy image."""
+    import skimage.data
+    from PIL import Image
+
+    from artsy.io import decode_image
+
+    buffer = io.BytesIO()
+    Image.fromarray(skimage.data.chelsea()).save(buffer, format="PNG")
+    return decode_image(buffer.getvalue(), size=size).pixels
+
+
+def plot_feature_maps(maps: Sequence[tuple[str, np.ndarray]], image: np.ndarray,
+                      path: Path) -> Path:
+    """The input image and the first channels of the first conv layers' activations."""
+    shown = list(maps[:FEATURE_MAP_LAYERS])
+    figure = Figure(figsize=(1.6 * (FEATURE_MAP_CHANNELS + 1), 1.7 * len(shown)))
+    for row, (name, activation) in enumerate(shown):
+        axes = figure.add_subplot(len(shown), FEATURE_MAP_CHANNELS + 1,
+                                  row * (FEATURE_MAP_CHANNELS + 1) + 1)
+        axes.imshow(image)
+        axes.set_title(name, fontsize=8)
+        axes.axis("off")
+        for channel in range(min(FEATURE_MAP_CHANNELS, activation.shape[-1])):
+            axes = figure.add_subplot(len(shown), FEATURE_MAP_CHANNELS + 1,
+                                      row * (FEATURE_MAP_CHANNELS + 1) + channel + 2)
+            axes.imshow(activation[..., channel], cmap="viridis")
+            axes.axis("off")
+    return _save(figure, path)
+
+
+def plot_reliability(labels: np.ndarray, probabilities: Mapping[str, np.ndarray],
+                     path: Path) -> Path:
+    """Observed positive rate against mean predicted probability, in equal-width bins."""
+    figure = Figure(figsize=(5, 5))
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfectly calibrated")
+    edges = np.linspace(0, 1, RELIABILITY_BINS + 1)
+    for name, p_positive in probabilities.items():
+        bins = np.clip(np.digitize(p_positive, edges[1:-1]), 0, RELIABILITY_BINS - 1)
+        used = [b for b in range(RELIABILITY_BINS) if np.any(bins == b)]
+        predicted = [p_positive[bins == b].mean() for b in used]
+        observed = [labels[bins == b].mean() for b in used]
+        brier = float(np.mean((p_positive - labels) ** 2))
+        axes.plot(predicted, observed, marker="o", label=f"{name} (Brier {brier:.3f})")
+    axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="mean predicted p(positive)",
+             ylabel="observed positive rate", title="Reliability (out-of-fold)")
+    axes.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def _table(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    lines = ["| model | subset | n | accuracy | balanced accuracy | macro-F1 | Brier |",
+             "|---|---|---|---|---|---|---|"]
+    subsets = list(next(iter(metrics.values())))
+    for subset in subsets:
+        for name, by_subset in metrics.items():
+            row = by_subset[subset]
+            cells = [f"{row['mean'][m]:.3f} ± {row['std'][m]:.3f}" for m in METRICS]
+            lines.append(f"| {name} | {subset} | {row['n']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[str]) -> str:
+    """The Markdown model card."""
+    config, data = run.config, manifest["data"]
+    ensemble = manifest["ensemble"]
+    weights = ", ".join(f"{name} {weight:+.3f}" for name, weight
+                        in zip(ensemble["members"], ensemble["combiner_coefficients"], strict=True))
+    lines = [
+        "# artsy model card", "",
+        "Labels the emotion an image evokes: positive or negative affect, with probabilities.", "",
+        "## How it was made", "",
+        f"- Command: `{manifest['training']['command']}`",
+        f"- Seed: {config.artsy.seed}; CV seeds: {list(config.cv_seeds)}",
+        f"- Data: folder `{data['folder']}`, {data['n_images']} images used "
+        f"(negative {data['class_counts'][0]}, positive {data['class_counts'][1]}), "
+        f"min_agree {data['min_agree']}, {data['n_unreadable']} unreadable",
+        "- Data fingerprint (SHA-256 over sorted path, file SHA-256, label): "
+        f"`{data['fingerprint']}`",
+        f"- Features: `{manifest['feature_set']['name']}` ({manifest['feature_set']['length']} "
+        "numbers per 100×100 image)",
+        f"- Ensemble: stacking ({ensemble['transform']} inputs) of "
+        f"{', '.join(ensemble['members'])}; "
+        f"combiner weights {weights}, intercept {ensemble['combiner_intercept']:+.3f}",
+        f"- Hyper-parameters of the final fits: {manifest['hyper_parameters']}",
+        f"- CNN final epochs: {run.cnn_final_epochs}" if run.cnn_final_epochs
+        else "- CNN: not an ensemble member",
+        "",
+        "## Protocol", "",
+        f"- Outer: {manifest['protocol']['outer']}, folds grouped by media id.",
+        f"- Inner: {manifest['protocol']['inner']}.",
+        f"- Ensemble: {manifest['protocol']['ensemble']}.",
+        "- Subset rows restrict each outer test fold to images with at least that many agreeing "
+        "raters; the models were trained on the whole training fold of the data above.",
+        "",
+        "## Cross-validated results (mean ± std over outer folds)", "",
+        *_table(manifest["metrics"]), "",
+        "## Anchors (Twitter I, 5-agree)", "",
+        "| reference | accuracy | balanced accuracy |", "|---|---|---|",
+        *[f"| {name} | {accuracy} | {balanced} |" for name, accuracy, balanced in ANCHORS], "",
+        "## Data and licence", "",
+        "This bundle was trained on the folder and data fingerprint above. The bundle shipped "
+        "with artsy is trained on Twitter I (You et al., AAAI 2015): photos posted on Twitter by "
+        "third parties, research-only. Those images are not redistributed; a bundle holds only "
+        "models derived from them. Social-media photos differ from art and studio photography: "
+        "check the model on your own kind of picture before trusting it.", "",
+    ]
+    if run.failures:
+        lines += ["## Unreadable images", "", f"{len(run.failures)} images could not be decoded "
+                  "and were left out:", ""]
+        lines += [f"- `{Path(path).name}`: {reason}" for path, reason
+                  in run.failures[:FAILURES_SHOWN]]
+        lines.append("")
+    lines += ["## Plots", "", *[f"- [{name}]({name})" for name in plots], ""]
+    return "\n".join(lines)
+
+
+def write_report(report_dir: Path, *, run: TrainingRun, manifest: Mapping[str, Any],
+                 cnn_model: Any = None) -> list[Path]:
+    """Write every plot and ``MODEL_CARD.md`` into ``report_dir``; return the files written."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    labels = run.data.labels
+    first_seed = run.config.cv_seeds[0]
+    written = []
+    for name, result in run.results.items():
+        if name != "majority":
+            written.append(plot_confusion(labels, result.oof[first_seed], f"{name} (out-of-fold)",
+                                          report_dir / f"confusion_{name}.png"))
+    if run.cnn_histories:
+        written.append(plot_learning_curves(run.cnn_histories,
+                                            report_dir / "cnn_learning_curves.png"))
+    if cnn_model is not None:
+        from artsy import cnn
+
+        image = public_photo(run.config.artsy.image_size)
+        written.append(plot_feature_maps(cnn.feature_maps(cnn_model, image), image,
+                                         report_dir / "cnn_feature_maps.png"))
+    reliability = {name: run.results[name].oof[first_seed]
+                   for name in ("ensemble", *run.members) if name in run.results}
+    written.append(plot_reliability(labels, reliability, report_dir / "reliability.png"))
+    card = report_dir / "MODEL_CARD.md"
+    card.write_text(model_card(run, manifest, [path.name for path in written]))
+    logger.info("wrote report %s (%d plots)", report_dir, len(written))
+    return [*written, card]

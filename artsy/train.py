@@ -1,0 +1,291 @@
+"""Training: from a labelled image folder to a verified model bundle with its report.
+
+Steps of :func:`train`: list the labelled folder → decode (failures listed, never fatal) →
+features → grouped cross-validation of every requested model (hyper-parameters searched inside
+the training folds only) → a stacked, calibrated ensemble evaluated on the same outer folds →
+final fits on all images → report → :func:`artsy.bundle.save_bundle`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
+
+from artsy import report
+from artsy.bundle import MANIFEST_NAME, save_bundle, stacking_inputs
+from artsy.classical import CLASSICAL_MODELS, make_classifier
+from artsy.config import TrainConfig
+from artsy.dataset import LabelledImages, data_fingerprint, decode_labelled, load_labelled_folder
+from artsy.evaluate import CVResult, cross_validate, majority_baseline
+from artsy.features import extract_features, feature_names
+
+logger = logging.getLogger(__name__)
+
+#: Models :func:`train` knows: the classical ones and the CNN.
+TRAINABLE_MODELS: tuple[str, ...] = (*CLASSICAL_MODELS, "cnn")
+#: Most members the stacked ensemble keeps (ranked by out-of-fold ROC AUC).
+ENSEMBLE_MAX_MEMBERS = 3
+#: Inverse regularisation of the stacking combiner (logistic regression on member log-odds).
+COMBINER_C = 1.0
+#: The CNN's early-stopping split: one of this many grouped folds of a training fold.
+CNN_VALIDATION_SPLITS = 5
+#: Transform applied to member probabilities before the combiner.
+STACKING_TRANSFORM = "logit"
+
+
+@dataclass
+class TrainingRun:
+    """Everything the report needs from one :func:`train` call."""
+
+    config: TrainConfig
+    data: LabelledImages
+    failures: list[tuple[str, str]]
+    results: dict[str, CVResult] = field(default_factory=dict)
+    cnn_histories: list[dict[str, list[float]]] = field(default_factory=list)
+    cnn_final_epochs: int | None = None
+    members: tuple[str, ...] = ()
+
+
+def _check_config(config: TrainConfig) -> None:
+    unknown = [name for name in config.models if name not in TRAINABLE_MODELS]
+    if unknown or not config.models:
+        raise ValueError(f"unknown models {unknown}; choose from {', '.join(TRAINABLE_MODELS)}")
+    out = Path(config.out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                               and not (out / MANIFEST_NAME).is_file())):
+        raise ValueError(f"--out {out} exists and is not a model bundle; choose a new folder")
+    parent = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"--out {out} is not writable ({parent} is a file, not a folder)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not writable (no write permission on {parent})")
+
+
+def command_line(config: TrainConfig) -> str:
+    """The ``jobs/train.py`` command that reproduces ``config``."""
+    parts = ["python", "jobs/train.py", "--data", config.data, "--out", config.out]
+    if config.min_agree is not None:
+        parts += ["--min-agree", str(config.min_agree)]
+    parts += ["--models", *config.models, "--feature-set", config.artsy.feature_set,
+              "--seed", str(config.artsy.seed), "--cv-seeds", *map(str, config.cv_seeds),
+              "--n-splits", str(config.n_splits), "--cnn-epochs", str(config.cnn_epochs)]
+    return " ".join(parts)
+
+
+def _classical_cv(name: str, features: np.ndarray, data: LabelledImages,
+                  config: TrainConfig) -> CVResult:
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        model = make_classifier(name, random_state=config.artsy.seed)
+        model.fit(features[train_idx], data.labels[train_idx], groups=data.groups[train_idx])
+        return model.predict_proba(features[test_idx])[:, 1]
+
+    return cross_validate(fit_predict, data.labels, data.groups, n_splits=config.n_splits,
+                          seeds=config.cv_seeds, name=name)
+
+
+def _validation_split(labels: np.ndarray, groups: np.ndarray,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    splitter = StratifiedGroupKFold(n_splits=CNN_VALIDATION_SPLITS, shuffle=True, random_state=seed)
+    return next(splitter.split(np.zeros(labels.size), labels, groups))
+
+
+def _cnn_cv(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> CVResult:
+    from artsy import cnn
+
+    config = run.config
+    best_epochs = []
+
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        fit_idx, val_idx = (train_idx[part] for part in _validation_split(
+            data.labels[train_idx], data.groups[train_idx], config.artsy.seed))
+        model = cnn.build_cnn(images.shape[1:], 2, seed=config.artsy.seed)
+        history = cnn.train_cnn(model, images[fit_idx], data.labels[fit_idx],
+                                validation_data=(images[val_idx], data.labels[val_idx]),
+                                epochs=config.cnn_epochs, seed=config.artsy.seed)
+        run.cnn_histories.append({key: [float(v) for v in values]
+                                  for key, values in history.history.items()})
+        best_epochs.append(cnn.best_epoch(history))
+        logger.info("cnn fold %d: best epoch %d", len(best_epochs), best_epochs[-1])
+        return cnn.predict_positive(model, images[test_idx], batch_size=config.artsy.batch_size)
+
+    result = cross_validate(fit_predict, data.labels, data.groups, n_splits=config.n_splits,
+                            seeds=config.cv_seeds, name="cnn")
+    run.cnn_final_epochs = max(1, int(round(statistics.median(best_epochs))))
+    return result
+
+
+def rank_members(columns: np.ndarray, labels: np.ndarray,
+                 names: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``ENSEMBLE_MAX_MEMBERS`` best models by ROC AUC of their probabilities, best first."""
+    aucs = [roc_auc_score(labels, columns[:, index]) for index in range(len(names))]
+    order = sorted(range(len(names)), key=lambda index: (-aucs[index], names[index]))
+    return tuple(names[index] for index in order[:ENSEMBLE_MAX_MEMBERS])
+
+
+def fit_combiner(columns: np.ndarray, labels: np.ndarray) -> LogisticRegression:
+    """Fit the stacking combiner on member probabilities ``(n, n_members)``."""
+    return LogisticRegression(C=COMBINER_C).fit(stacking_inputs(columns, STACKING_TRANSFORM),
+                                                labels)
+
+
+def _ensemble_cv(run: TrainingRun, candidates: tuple[str, ...]) -> CVResult:
+    """Cross-validate member choice + combiner on the members' out-of-fold probabilities.
+
+    Each outer fold ranks the candidates and fits the combiner on the other folds' out-of-fold
+    probabilities only, so the test fold plays no part in choosing or weighting members.
+    """
+    config, labels, groups = run.config, run.data.labels, run.data.groups
+    merged = CVResult(name="ensemble", n_splits=config.n_splits, seeds=tuple(config.cv_seeds),
+                      labels=labels)
+    for seed in config.cv_seeds:
+        columns = np.column_stack([run.results[name].oof[seed] for name in candidates])
+
+        def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray,
+                        columns: np.ndarray = columns) -> np.ndarray:
+            chosen = rank_members(columns[train_idx], labels[train_idx], candidates)
+            picks = [candidates.index(name) for name in chosen]
+            combiner = fit_combiner(columns[np.ix_(train_idx, picks)], labels[train_idx])
+            inputs = stacking_inputs(columns[np.ix_(test_idx, picks)], STACKING_TRANSFORM)
+            return combiner.predict_proba(inputs)[:, 1]
+
+        single = cross_validate(fit_predict, labels, groups, n_splits=config.n_splits,
+                                seeds=(seed,), name="ensemble")
+        merged.folds += single.folds
+        merged.oof.update(single.oof)
+    logger.info("%s", merged.summary())
+    return merged
+
+
+def _final_classical(name: str, features: np.ndarray, data: LabelledImages,
+                     seed: int) -> tuple[Any, dict[str, Any]]:
+    search = make_classifier(name, random_state=seed)
+    search.fit(features, data.labels, groups=data.groups)
+    params = {key: value for key, value in search.best_params_.items()}
+    logger.info("final %s: %s", name, params)
+    return search.best_estimator_, params
+
+
+def _final_cnn(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> Any:
+    from artsy import cnn
+
+    config = run.config
+    model = cnn.build_cnn(images.shape[1:], 2, seed=config.artsy.seed)
+    history = cnn.train_cnn(model, images, data.labels, epochs=run.cnn_final_epochs or 1,
+                            seed=config.artsy.seed)
+    logger.info("final cnn: %d epochs on %d images, final loss %.4f", run.cnn_final_epochs,
+                len(images), history.history["loss"][-1])
+    return model
+
+
+def _load(config: TrainConfig) -> tuple[LabelledImages, np.ndarray, list[tuple[str, str]]]:
+    data = load_labelled_folder(config.data, min_agree=config.min_agree)
+    images, ok_mask, failures = decode_labelled(data.paths, size=config.artsy.image_size)
+    data, images = data.subset(ok_mask), images[ok_mask]
+    if len(np.unique(data.labels)) < 2:
+        raise ValueError(f"fewer than two classes left in {config.data} after dropping "
+                         f"{len(failures)} unreadable images")
+    return data, images, failures
+
+
+def train(config: TrainConfig) -> Path:
+    """Train, evaluate and save a model bundle as ``config`` says.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Data folder, output bundle, agreement subset, models, CV folds and seeds, CNN epochs and
+        the shared settings (feature set, image size, seed).
+
+    Returns
+    -------
+    Path
+        The bundle directory (``config.out``), with ``report/`` inside.
+
+    Raises
+    ------
+    ValueError
+        On an unknown model, an ``out`` that is not writable or not a bundle, and every problem
+        :func:`artsy.dataset.load_labelled_folder` reports (missing folder, one class, ...).
+    """
+    _check_config(config)
+    data, images, failures = _load(config)
+    run = TrainingRun(config=config, data=data, failures=failures)
+    feature_set = config.artsy.feature_set
+    logger.info("extracting %s features of %d images", feature_set, len(images))
+    features = extract_features(images, feature_set)
+    run.results["majority"] = majority_baseline(data.labels, data.groups,
+                                                n_splits=config.n_splits, seeds=config.cv_seeds)
+    classical_names = tuple(name for name in config.models if name != "cnn")
+    for name in classical_names:
+        logger.info("cross-validating %s", name)
+        run.results[name] = _classical_cv(name, features, data, config)
+    if "cnn" in config.models:
+        logger.info("cross-validating cnn (up to %d epochs per fold)", config.cnn_epochs)
+        run.results["cnn"] = _cnn_cv(images, data, run)
+    candidates = tuple(name for name in config.models)
+    run.results["ensemble"] = _ensemble_cv(run, candidates)
+
+    all_columns = np.concatenate([np.column_stack([run.results[name].oof[seed]
+                                                   for name in candidates])
+                                  for seed in config.cv_seeds])
+    all_labels = np.tile(data.labels, len(config.cv_seeds))
+    run.members = rank_members(all_columns, all_labels, candidates)
+    picks = [candidates.index(name) for name in run.members]
+    combiner = fit_combiner(all_columns[:, picks], all_labels)
+    logger.info("ensemble members %s, combiner weights %s", run.members, combiner.coef_.tolist())
+
+    classical, params = {}, {}
+    for name in classical_names:
+        if name in run.members:
+            classical[name], params[name] = _final_classical(name, features, data,
+                                                             config.artsy.seed)
+    cnn_model = _final_cnn(images, data, run) if "cnn" in run.members else None
+    manifest = _manifest(run, params, combiner)
+    with tempfile.TemporaryDirectory(prefix="artsy-report-") as report_dir:
+        report.write_report(Path(report_dir), run=run, manifest=manifest, cnn_model=cnn_model)
+        return save_bundle(config.out, classical=classical, cnn_model=cnn_model,
+                           combiner=combiner, manifest=manifest, report_dir=report_dir)
+
+
+def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegression) -> dict:
+    import sklearn
+
+    config, data = run.config, run.data
+    feature_set = config.artsy.feature_set
+    first = run.results["majority"].to_dict()
+    return {
+        "image_size": config.artsy.image_size,
+        "feature_set": {"name": feature_set, "length": len(feature_names(feature_set)),
+                        "names": list(feature_names(feature_set))},
+        "data": {"fingerprint": data_fingerprint(data), "folder": Path(config.data).name,
+                 "n_images": len(data), "n_unreadable": len(run.failures),
+                 "class_counts": np.bincount(data.labels, minlength=2).tolist(),
+                 "min_agree": config.min_agree},
+        "protocol": {"outer": first["protocol"], "n_splits": config.n_splits,
+                     "seeds": list(config.cv_seeds),
+                     "inner": "grid search on inner stratified grouped 3-fold splits of each "
+                              "training fold (classical); CNN early stopping on a grouped 20% "
+                              "split of each training fold",
+                     "ensemble": "members ranked by out-of-fold ROC AUC and combiner fitted on "
+                                 "the training folds' out-of-fold probabilities only"},
+        "metrics": report.subset_metrics(run),
+        "hyper_parameters": params,
+        "ensemble": {"members": list(run.members), "method": "stacking",
+                     "transform": STACKING_TRANSFORM,
+                     "combiner_coefficients": [float(c) for c in combiner.coef_.ravel()],
+                     "combiner_intercept": float(combiner.intercept_[0])},
+        "training": {"command": command_line(config), "seed": config.artsy.seed,
+                     "cv_seeds": list(config.cv_seeds), "models": list(config.models),
+                     "cnn_epochs": config.cnn_epochs, "cnn_final_epochs": run.cnn_final_epochs,
+                     "scikit_learn": sklearn.__version__},
+    }

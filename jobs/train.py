@@ -1,0 +1,73 @@
+"""Train artsy's models on a labelled image folder and write a verified model bundle.
+
+Examples
+--------
+python jobs/train.py --data ../shared/data/twitter_i --out /tmp/bundle --min-agree 5
+python jobs/train.py --data my_photos --out my_bundle --models svm hgb --cv-seeds 0 1 2
+
+Labels come from ``DATA/labels.csv`` (``path,label[,agree_min]``) when present, else from the
+``negative/`` and ``positive/`` sub-folders. Exit codes: 0 trained, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from artsy.config import ArtsyConfig, TrainConfig
+
+#: Exit status for bad input (argparse uses the same).
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Parse the command line into a :class:`~artsy.config.TrainConfig`."""
+    from artsy.train import TRAINABLE_MODELS
+
+    defaults, shared = TrainConfig(data="", out=""), ArtsyConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True,
+                        help="labelled folder: labels.csv or negative/ and positive/ sub-folders")
+    parser.add_argument("--out", required=True, help="bundle directory to write (replaced)")
+    parser.add_argument("--min-agree", type=int, default=defaults.min_agree,
+                        help="keep images with agree_min >= N (needs the labels.csv column)")
+    parser.add_argument("--models", nargs="+", choices=TRAINABLE_MODELS,
+                        default=list(defaults.models), help="models to train and ensemble")
+    parser.add_argument("--feature-set", default=shared.feature_set,
+                        help=f"feature set of the classical models (default {shared.feature_set})")
+    parser.add_argument("--seed", type=int, default=shared.seed, help="seed for every model")
+    parser.add_argument("--cv-seeds", type=int, nargs="+", default=list(defaults.cv_seeds),
+                        help="one repetition of the outer cross-validation per seed")
+    parser.add_argument("--n-splits", type=int, default=defaults.n_splits, help="outer CV folds")
+    parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs,
+                        help="upper bound on CNN epochs (early stopping ends sooner)")
+    args = parser.parse_args(argv)
+    return TrainConfig(data=args.data, out=args.out, min_agree=args.min_agree,
+                       models=tuple(args.models), n_splits=args.n_splits,
+                       cv_seeds=tuple(args.cv_seeds), cnn_epochs=args.cnn_epochs,
+                       artsy=shared.replace(feature_set=args.feature_set, seed=args.seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run training; return the exit status."""
+    config = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from artsy.features import FEATURE_SETS
+    from artsy.train import train
+
+    if config.artsy.feature_set not in FEATURE_SETS:
+        print(f"error: unknown feature set {config.artsy.feature_set!r}; choose one of "
+              f"{sorted(FEATURE_SETS)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        bundle = train(config)
+    except (ValueError, PermissionError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"wrote model bundle {bundle} (model card: {bundle / 'report' / 'MODEL_CARD.md'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
