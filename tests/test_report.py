@@ -1,0 +1,106 @@
+"""Training report: subset metrics, plots and the model card, from real cross-validation results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from artsy import report
+from artsy.config import ArtsyConfig, TrainConfig
+from artsy.dataset import LabelledImages
+from artsy.evaluate import cross_validate, majority_baseline
+from artsy.train import TrainingRun
+
+
+@pytest.fixture
+def run() -> TrainingRun:
+    """A training run of 60 images with agreement 3-5 and two real cross-validated 'models'."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 30)
+    agree = np.tile([3, 4, 5], 20)
+    groups = np.arange(60).astype(str).astype(object)
+    signal = labels + rng.normal(scale=0.8, size=60)
+    data = LabelledImages(root=Path("/data"), paths=tuple(f"/data/{i}.jpg" for i in range(60)),
+                          labels=labels, groups=groups, agree=agree)
+    config = TrainConfig(data="/data", out="/out", models=("score",), n_splits=3, cv_seeds=(0, 1),
+                         artsy=ArtsyConfig(seed=1))
+
+    def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-2 * (signal[test_idx] - 0.5)))
+
+    results = {"majority": majority_baseline(labels, groups, n_splits=3, seeds=(0, 1)),
+               "score": cross_validate(fit_predict, labels, groups, n_splits=3, seeds=(0, 1),
+                                       name="score")}
+    results["ensemble"] = results["score"]
+    return TrainingRun(config=config, data=data, failures=[("/data/bad.jpg", "empty file")],
+                       results=results, members=("score",))
+
+
+def test_report_agree_levels():
+    assert report.agree_levels(None) == [("all", None)]
+    levels = report.agree_levels(np.array([5, 3, 4, 5]))
+    assert [name for name, _ in levels] == ["3-agree", "4-agree", "5-agree"]
+    assert levels[2][1].tolist() == [True, False, False, True]
+
+
+def test_report_subset_metrics_match_cross_validation(run):
+    table = report.subset_metrics(run)
+    assert set(table) == {"majority", "score", "ensemble"}
+    whole = table["score"]["3-agree"]
+    assert whole["n"] == 60
+    for metric, value in run.results["score"].mean().items():
+        assert whole["mean"][metric] == pytest.approx(value)
+    assert table["score"]["5-agree"]["n"] == 20
+    assert table["score"]["5-agree"]["mean"] != whole["mean"]
+    assert table["majority"]["5-agree"]["mean"]["balanced_accuracy"] == 0.5
+
+
+def test_report_plots_are_pngs(run, tmp_path):
+    labels = run.data.labels
+    probs = run.results["score"].oof[0]
+    paths = [
+        report.plot_confusion(labels, probs, "score", tmp_path / "confusion.png"),
+        report.plot_reliability(labels, {"score": probs}, tmp_path / "reliability.png"),
+        report.plot_learning_curves([{"loss": [0.7, 0.6], "val_loss": [0.7, 0.65],
+                                      "accuracy": [0.5, 0.6], "val_accuracy": [0.5, 0.55]}],
+                                    tmp_path / "curves.png"),
+        report.plot_feature_maps([("conv0", np.random.default_rng(0).random((50, 50, 8))),
+                                  ("conv1", np.ones((25, 25, 4)))],
+                                 report.public_photo(100), tmp_path / "maps.png"),
+    ]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+
+
+def test_report_public_photo_is_decoded_like_training_images():
+    photo = report.public_photo(100)
+    assert photo.shape == (100, 100, 3) and photo.dtype == np.uint8 and photo.std() > 10
+
+
+def test_report_model_card_has_table_anchors_and_provenance(run, tmp_path):
+    manifest = {
+        "data": {"folder": "data", "n_images": 60, "class_counts": [30, 30], "min_agree": None,
+                 "n_unreadable": 1, "fingerprint": "f" * 64},
+        "feature_set": {"name": "affect", "length": 424},
+        "ensemble": {"members": ["score"], "transform": "logit",
+                     "combiner_coefficients": [1.5], "combiner_intercept": -0.25},
+        "hyper_parameters": {},
+        "training": {"command": "python jobs/train.py --data data --out out"},
+        "protocol": {"outer": "grouped", "inner": "inner", "ensemble": "stacked"},
+        "metrics": report.subset_metrics(run),
+    }
+    files = report.write_report(tmp_path, run=run, manifest=manifest)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    assert [path.name for path in files] == ["confusion_score.png", "confusion_ensemble.png",
+                                             "reliability.png", "MODEL_CARD.md"]
+    assert "`python jobs/train.py --data data --out out`" in card
+    assert "f" * 64 in card and "Seed: 1" in card
+    assert "| score | 5-agree | 20 |" in card and "| majority | 3-agree | 60 |" in card
+    for anchor in ("0.659", "0.620", "0.563", "0.545", "≈0.77", "≈0.83"):
+        assert anchor in card
+    assert "research-only" in card and "`bad.jpg`: empty file" in card
+    assert "score +1.500" in card
