@@ -1,0 +1,363 @@
+"""Affect-carrying image features: colour, hue, texture, composition, layout and HOG groups.
+
+Every function here is pure (one ``(100, 100, 3)`` uint8 image in, a float64 vector out) and cheap:
+the colour conversions are written in numpy (a lookup table for sRGB linearisation) because
+scikit-image's general-purpose ``rgb2hsv`` / ``rgb2lab`` cost more than all other groups together at
+this image size. :func:`affect_features` concatenates the groups named in ``AFFECT_GROUPS``;
+:func:`affect_feature_names` gives the matching names.
+
+Groups (lengths at the defaults)
+--------------------------------
+``colour`` (28)
+    Saturation and value (HSV) mean, std and 10/50/90th percentiles (1/255 resolution); Lab L*,
+    a*, b* mean and std; saturation-weighted circular hue mean (cos, sin) and its resultant length;
+    fractions of dark, bright, grey, warm and cool pixels; Hasler–Süsstrunk colourfulness;
+    Valdez–Mehrabian pleasure, arousal and dominance from mean S and V.
+``hue`` (12)
+    Saturation-weighted hue histogram (30° bins starting at red), divided by the pixel count.
+``texture`` (21)
+    Uniform LBP histogram (8 neighbours on the 3x3 square, interior pixels; 10 bins), grey-level
+    entropy, and GLCM contrast, dissimilarity, homogeneity, energy and correlation at distances 1
+    and 4 (16 grey levels, averaged over 0° and 90°).
+``composition`` (12)
+    Gradient magnitude mean, edge density, centre-to-whole edge ratio, Laplacian variance
+    (sharpness) and its centre-to-whole ratio, rule-of-thirds centre minus whole for S and V,
+    centre-to-border Lab distance, left-right and top-bottom asymmetry, the fraction of the
+    image's edges inside the rule-of-thirds band, and the value contrast between halves.
+``layout`` (27)
+    Mean Lab colour of each cell of a 3x3 grid (row-major), a spatial colour layout.
+``hog`` (324)
+    The HOG descriptor of the grey image (9 orientations, 25x25-pixel cells, 2x2-cell blocks,
+    L2-Hys), not the visualisation picture.
+
+References
+----------
+.. [1] Hasler, D. and Süsstrunk, S. "Measuring colourfulness in natural images", SPIE 2003.
+.. [2] Valdez, P. and Mehrabian, A. "Effects of color on emotions", J. Exp. Psych. 1994.
+.. [3] Machajdik, J. and Hanbury, A. "Affective image classification using features inspired by
+   psychology and art theory", ACM MM 2010.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+from skimage import feature
+
+#: Feature groups of the ``affect`` set, in output order.
+AFFECT_GROUPS: tuple[str, ...] = ("colour", "hue", "texture", "composition", "layout", "hog")
+
+HUE_BINS = 12
+QUANTILES = (0.1, 0.5, 0.9)
+LBP_POINTS = 8
+GLCM_LEVELS = 16
+GLCM_DISTANCES = (1, 4)
+GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
+LAYOUT_GRID = 3
+HOG_ORIENTATIONS = 9
+HOG_PIXELS_PER_CELL = (25, 25)
+HOG_CELLS_PER_BLOCK = (2, 2)
+EDGE_THRESHOLD = 0.1  # gradient magnitude (grey in [0, 1]) that counts as an edge
+SATURATION_GREY = 0.1
+VALUE_DARK, VALUE_BRIGHT = 0.2, 0.8
+
+# sRGB -> linear lookup table and the D65 RGB -> XYZ matrix (IEC 61966-2-1), as in skimage.color.
+_CODES = np.arange(256) / 255.0
+_LINEAR = np.where(_CODES > 0.04045, ((_CODES + 0.055) / 1.055) ** 2.4, _CODES / 12.92)
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
+                        [0.212671, 0.715160, 0.072169],
+                        [0.019334, 0.119193, 0.950227]])
+_D65 = np.array([0.95047, 1.0, 1.08883])
+_GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
+
+
+class _Views(NamedTuple):
+    """Colour spaces shared by the groups, each computed once per image."""
+
+    rgb: np.ndarray  # (H, W, 3) float64 in [0, 1]
+    hue: np.ndarray  # (H, W) in [0, 1)
+    saturation: np.ndarray  # (H, W) in [0, 1]
+    value: np.ndarray  # (H, W) in [0, 1]
+    lab: np.ndarray  # (H, W, 3) CIE L*a*b* (D65)
+    grey: np.ndarray  # (H, W) in [0, 1]
+
+
+def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convert a float RGB image in [0, 1] to hue, saturation and value (as ``skimage.color``).
+
+    Parameters
+    ----------
+    rgb : (H, W, 3) float ndarray
+
+    Returns
+    -------
+    hue, saturation, value : (H, W) float64 ndarrays in [0, 1]
+    """
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    value = np.maximum(np.maximum(red, green), blue)
+    delta = value - np.minimum(np.minimum(red, green), blue)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        saturation = np.where(value > 0, delta / value, 0.0)
+        hue = np.where(value == red, (green - blue) / delta,
+                       np.where(value == green, 2.0 + (blue - red) / delta,
+                                4.0 + (red - green) / delta))
+    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
+    return hue, saturation, value
+
+
+def rgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """Convert a uint8 sRGB image to CIE L*a*b* (D65, 2°), matching ``skimage.color.rgb2lab``.
+
+    Parameters
+    ----------
+    image : (H, W, 3) uint8 ndarray
+
+    Returns
+    -------
+    (H, W, 3) float64 ndarray
+        L* in [0, 100], a* and b* roughly in [-128, 127].
+    """
+    xyz = _LINEAR[image] @ _RGB_TO_XYZ.T / _D65
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    lightness = 116.0 * f[..., 1] - 16.0
+    a_star = 500.0 * (f[..., 0] - f[..., 1])
+    b_star = 200.0 * (f[..., 1] - f[..., 2])
+    return np.stack([lightness, a_star, b_star], axis=-1)
+
+
+def _views(image: np.ndarray) -> _Views:
+    rgb = image / 255.0
+    hue, saturation, value = rgb_to_hsv(rgb)
+    return _Views(rgb, hue, saturation, value, rgb_to_lab(image), rgb @ _GREY_WEIGHTS)
+
+
+def _quantiles(values: np.ndarray) -> np.ndarray:
+    """``QUANTILES`` of values in [0, 1] at 1/255 resolution (lower bin edge), via a histogram."""
+    codes = np.clip(np.rint(values.ravel() * 255.0), 0, 255).astype(np.intp)
+    cumulative = np.cumsum(np.bincount(codes, minlength=256)) / codes.size
+    return np.searchsorted(cumulative, QUANTILES) / 255.0
+
+
+def _colour(views: _Views) -> np.ndarray:
+    saturation, value = views.saturation, views.value
+    quantiles = np.stack([_quantiles(saturation), _quantiles(value)], axis=1)
+    lab = views.lab.reshape(-1, 3)
+    angle = 2.0 * np.pi * views.hue
+    hue_cos = float(np.mean(saturation * np.cos(angle)))
+    hue_sin = float(np.mean(saturation * np.sin(angle)))
+    coloured = saturation > SATURATION_GREY
+    degrees = views.hue * 360.0
+    warm = coloured & ((degrees < 75.0) | (degrees >= 330.0))
+    cool = coloured & (degrees >= 150.0) & (degrees < 270.0)
+    rgb = views.rgb * 255.0
+    red_green = rgb[..., 0] - rgb[..., 1]
+    yellow_blue = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
+    colourfulness = np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(
+        red_green.mean(), yellow_blue.mean())
+    pleasure = np.mean(0.69 * value + 0.22 * saturation)
+    arousal = np.mean(-0.31 * value + 0.60 * saturation)
+    dominance = np.mean(-0.76 * value + 0.32 * saturation)
+    return np.concatenate([
+        [saturation.mean(), saturation.std()], quantiles[:, 0],
+        [value.mean(), value.std()], quantiles[:, 1],
+        lab.mean(axis=0), lab.std(axis=0),
+        [hue_cos, hue_sin, np.hypot(hue_cos, hue_sin)],
+        [np.mean(value < VALUE_DARK), np.mean(value > VALUE_BRIGHT), np.mean(~coloured),
+         np.mean(warm), np.mean(cool), colourfulness, pleasure, arousal, dominance],
+    ])
+
+
+def _hue(views: _Views) -> np.ndarray:
+    bins = np.minimum((views.hue * HUE_BINS).astype(np.intp), HUE_BINS - 1)
+    weights = np.bincount(bins.ravel(), weights=views.saturation.ravel(), minlength=HUE_BINS)
+    return weights / views.hue.size
+
+
+def _uniform_lbp_table() -> np.ndarray:
+    """Map each 8-bit LBP code to its rotation-invariant uniform label (0..8; 9 = non-uniform)."""
+    bits = (np.arange(256)[:, None] >> np.arange(LBP_POINTS)) & 1
+    transitions = np.sum(bits != np.roll(bits, 1, axis=1), axis=1)
+    return np.where(transitions <= 2, bits.sum(axis=1), LBP_POINTS + 1).astype(np.intp)
+
+
+_UNIFORM_LBP = _uniform_lbp_table()
+# The 8 neighbours on the 3x3 square, in circular order.
+_LBP_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+
+
+def _lbp_codes(grey8: np.ndarray) -> np.ndarray:
+    """8-neighbour LBP codes of the interior pixels (neighbour >= centre sets the bit)."""
+    centre = grey8[1:-1, 1:-1]
+    height, width = grey8.shape
+    codes = np.zeros(centre.shape, dtype=np.intp)
+    for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
+        neighbour = grey8[1 + dy: height - 1 + dy, 1 + dx: width - 1 + dx]
+        codes |= (neighbour >= centre).astype(np.intp) << bit
+    return codes
+
+
+def _texture(views: _Views) -> np.ndarray:
+    grey8 = np.clip(np.rint(views.grey * 255.0), 0, 255).astype(np.uint8)
+    codes = _UNIFORM_LBP[_lbp_codes(grey8)]
+    lbp = np.bincount(codes.ravel(), minlength=LBP_POINTS + 2) / codes.size
+    levels = (grey8 // (256 // GLCM_LEVELS)).astype(np.uint8)
+    histogram = np.bincount(levels.ravel(), minlength=GLCM_LEVELS) / levels.size
+    entropy = -np.sum(histogram[histogram > 0] * np.log2(histogram[histogram > 0]))
+    matrix = feature.graycomatrix(levels, GLCM_DISTANCES, (0.0, np.pi / 2), levels=GLCM_LEVELS,
+                                  symmetric=True, normed=True)
+    props = [feature.graycoprops(matrix, prop).mean(axis=1) for prop in GLCM_PROPS]
+    return np.concatenate([lbp, [entropy], np.stack(props, axis=1).ravel()])
+
+
+def _centre(array: np.ndarray) -> np.ndarray:
+    height, width = array.shape[:2]
+    return array[height // 3: 2 * height // 3, width // 3: 2 * width // 3]
+
+
+def _border_mask(shape: tuple[int, ...], *, width_fraction: float = 0.2) -> np.ndarray:
+    height, width = shape[:2]
+    rows, cols = max(1, int(height * width_fraction)), max(1, int(width * width_fraction))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:rows], mask[-rows:], mask[:, :cols], mask[:, -cols:] = True, True, True, True
+    return mask
+
+
+def _composition(views: _Views) -> np.ndarray:
+    grey = views.grey
+    magnitude = np.hypot(ndimage.sobel(grey, axis=0), ndimage.sobel(grey, axis=1)) / 8.0
+    edges = magnitude > EDGE_THRESHOLD
+    laplace = ndimage.laplace(grey)
+    tiny = 1e-9
+    height, width = grey.shape
+    thirds_band = np.zeros_like(edges)
+    for line in (height // 3, 2 * height // 3):
+        thirds_band[max(0, line - height // 12): line + height // 12] = True
+    for line in (width // 3, 2 * width // 3):
+        thirds_band[:, max(0, line - width // 12): line + width // 12] = True
+    border = _border_mask(grey.shape)
+    centre_lab = _centre(views.lab).reshape(-1, 3).mean(axis=0)
+    border_lab = views.lab[border].mean(axis=0)
+    value = views.value
+    return np.array([
+        magnitude.mean(),
+        edges.mean(),
+        _centre(magnitude).mean() / (magnitude.mean() + tiny),
+        laplace.var(),
+        _centre(laplace).var() / (laplace.var() + tiny),
+        _centre(views.saturation).mean() - views.saturation.mean(),
+        _centre(value).mean() - value.mean(),
+        np.linalg.norm(centre_lab - border_lab),
+        np.abs(grey - grey[:, ::-1]).mean(),
+        np.abs(grey - grey[::-1, :]).mean(),
+        (edges & thirds_band).sum() / (edges.sum() + tiny),
+        abs(value[: height // 2].mean() - value[height // 2:].mean()),
+    ])
+
+
+def _layout(views: _Views) -> np.ndarray:
+    height, width = views.grey.shape
+    rows = np.array_split(np.arange(height), LAYOUT_GRID)
+    cols = np.array_split(np.arange(width), LAYOUT_GRID)
+    cells = [views.lab[r[0]: r[-1] + 1, c[0]: c[-1] + 1].reshape(-1, 3).mean(axis=0)
+             for r in rows for c in cols]
+    return np.concatenate(cells)
+
+
+def _hog(views: _Views) -> np.ndarray:
+    return feature.hog(views.grey, orientations=HOG_ORIENTATIONS,
+                       pixels_per_cell=HOG_PIXELS_PER_CELL, cells_per_block=HOG_CELLS_PER_BLOCK,
+                       block_norm="L2-Hys", feature_vector=True)
+
+
+_GROUP_FUNCTIONS: dict[str, Callable[[_Views], np.ndarray]] = {
+    "colour": _colour, "hue": _hue, "texture": _texture, "composition": _composition,
+    "layout": _layout, "hog": _hog,
+}
+
+
+def _group_names(group: str, *, image_size: int = 100) -> tuple[str, ...]:
+    if group == "colour":
+        stats = ("mean", "std", "p10", "p50", "p90")
+        return (tuple(f"hsv_s_{s}" for s in stats) + tuple(f"hsv_v_{s}" for s in stats)
+                + tuple(f"lab_{c}_mean" for c in "lab") + tuple(f"lab_{c}_std" for c in "lab")
+                + ("hue_wcos", "hue_wsin", "hue_wresultant", "frac_dark", "frac_bright",
+                   "frac_grey", "frac_warm", "frac_cool", "colourfulness", "pleasure", "arousal",
+                   "dominance"))
+    if group == "hue":
+        width = 360 // HUE_BINS
+        return tuple(f"hue_hist_{b * width:03d}" for b in range(HUE_BINS))
+    if group == "texture":
+        return (tuple(f"lbp_u{code}" for code in range(LBP_POINTS + 2)) + ("grey_entropy",)
+                + tuple(f"glcm_{prop}_d{d}" for d in GLCM_DISTANCES for prop in GLCM_PROPS))
+    if group == "composition":
+        return ("grad_mean", "edge_density", "edge_centre_ratio", "laplace_var",
+                "laplace_centre_ratio", "thirds_s_centre_minus_all", "thirds_v_centre_minus_all",
+                "centre_border_lab_dist", "asym_lr", "asym_tb", "edges_in_thirds_band",
+                "v_top_bottom_contrast")
+    if group == "layout":
+        return tuple(f"layout_r{r}c{c}_{ch}" for r in range(LAYOUT_GRID)
+                     for c in range(LAYOUT_GRID) for ch in "lab")
+    if group == "hog":
+        cells = [image_size // p for p in HOG_PIXELS_PER_CELL]
+        blocks = [n - b + 1 for n, b in zip(cells, HOG_CELLS_PER_BLOCK, strict=True)]
+        return tuple(f"hog_b{br}_{bc}_c{cr}_{cc}_o{o}" for br in range(blocks[0])
+                     for bc in range(blocks[1]) for cr in range(HOG_CELLS_PER_BLOCK[0])
+                     for cc in range(HOG_CELLS_PER_BLOCK[1]) for o in range(HOG_ORIENTATIONS))
+    raise ValueError(f"unknown affect group {group!r}; choose from {AFFECT_GROUPS}")
+
+
+def _check_groups(groups: Sequence[str]) -> tuple[str, ...]:
+    groups = tuple(groups)
+    unknown = [g for g in groups if g not in _GROUP_FUNCTIONS]
+    if unknown or not groups:
+        raise ValueError(f"groups must be a non-empty subset of {AFFECT_GROUPS}, got {groups}")
+    return groups
+
+
+def affect_feature_names(groups: Sequence[str] = AFFECT_GROUPS) -> tuple[str, ...]:
+    """Names of :func:`affect_features`' outputs, in order, for a 100x100 image.
+
+    Parameters
+    ----------
+    groups : sequence of str, default=AFFECT_GROUPS
+        Which groups, in output order.
+
+    Returns
+    -------
+    tuple of str
+
+    Raises
+    ------
+    ValueError
+        If a group is unknown.
+    """
+    return tuple(name for group in _check_groups(groups) for name in _group_names(group))
+
+
+def affect_features(image: np.ndarray, *, groups: Sequence[str] = AFFECT_GROUPS) -> np.ndarray:
+    """Affect-carrying features of one RGB image (see the module docstring for the layout).
+
+    Parameters
+    ----------
+    image : (100, 100, 3) uint8 ndarray
+        One RGB image as made by :func:`artsy.io.decode_image`.
+    groups : sequence of str, default=AFFECT_GROUPS
+        Which groups to compute, in output order.
+
+    Returns
+    -------
+    (d,) float64 ndarray
+        ``d == len(affect_feature_names(groups))``; finite for any uint8 image.
+
+    Raises
+    ------
+    ValueError
+        If a group is unknown.
+    """
+    groups = _check_groups(groups)
+    views = _views(np.asarray(image, dtype=np.uint8))
+    values = np.concatenate([_GROUP_FUNCTIONS[group](views) for group in groups])
+    return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)

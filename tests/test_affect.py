@@ -1,0 +1,90 @@
+"""Tests for artsy.affect: group layout, colour conversions and behaviour of the affect cues."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import color
+
+from artsy.affect import (
+    AFFECT_GROUPS,
+    affect_feature_names,
+    affect_features,
+    rgb_to_hsv,
+    rgb_to_lab,
+)
+from artsy.testing import sample_photos
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A real photo (scikit-image's bundled 'coffee'), resized to 100x100 by striding."""
+    from PIL import Image
+
+    source = sample_photos()[2]
+    return np.asarray(Image.fromarray(source).resize((100, 100)), dtype=np.uint8)
+
+
+def _value(image: np.ndarray, name: str) -> float:
+    return float(affect_features(image)[affect_feature_names().index(name)])
+
+
+def test_group_lengths_and_names_are_unique():
+    lengths = {group: len(affect_feature_names([group])) for group in AFFECT_GROUPS}
+    assert lengths == {"colour": 28, "hue": 12, "texture": 21, "composition": 12, "layout": 27,
+                       "hog": 324}
+    names = affect_feature_names()
+    assert len(names) == sum(lengths.values()) == len(set(names))
+
+
+def test_groups_concatenate_in_order(photo):
+    full = affect_features(photo)
+    parts = [affect_features(photo, groups=[group]) for group in AFFECT_GROUPS]
+    np.testing.assert_array_equal(full, np.concatenate(parts))
+
+
+def test_colour_conversions_match_skimage(photo):
+    np.testing.assert_allclose(rgb_to_lab(photo), color.rgb2lab(photo), atol=1e-6)
+    np.testing.assert_allclose(np.stack(rgb_to_hsv(photo / 255.0), axis=-1), color.rgb2hsv(photo),
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("fill", [0, 128, 255])
+def test_flat_images_are_finite(fill):
+    out = affect_features(np.full((100, 100, 3), fill, dtype=np.uint8))
+    assert np.isfinite(out).all()
+
+
+def test_saturated_warm_image_reads_as_colourful_and_warm(photo):
+    grey = np.repeat(photo.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    red = np.zeros_like(photo)
+    red[..., 0] = 220
+    assert _value(grey, "colourfulness") < 1.0 < _value(photo, "colourfulness")
+    assert _value(red, "frac_warm") == 1.0 and _value(red, "frac_cool") == 0.0
+    assert _value(red, "hue_hist_000") == pytest.approx(1.0)
+    assert _value(grey, "frac_grey") == 1.0
+
+
+def test_brightness_raises_pleasure(photo):
+    brighter = np.clip(photo.astype(int) + 60, 0, 255).astype(np.uint8)
+    assert _value(brighter, "pleasure") > _value(photo, "pleasure")
+    assert _value(brighter, "hsv_v_mean") > _value(photo, "hsv_v_mean")
+
+
+def test_texture_and_edges_respond_to_detail(photo):
+    flat = np.full_like(photo, 90)
+    assert _value(flat, "edge_density") == 0.0 < _value(photo, "edge_density")
+    assert _value(flat, "lbp_u8") == 1.0  # every pixel equals all its neighbours
+
+
+def test_mirror_symmetric_image_has_no_left_right_asymmetry(photo):
+    symmetric = photo.copy()
+    symmetric[:, 50:] = photo[:, :50][:, ::-1]
+    assert _value(symmetric, "asym_lr") == 0.0 < _value(photo, "asym_lr")
+
+
+def test_unknown_group_raises():
+    with pytest.raises(ValueError, match="non-empty subset of"):
+        affect_features(np.zeros((100, 100, 3), np.uint8), groups=["colour", "smell"])
+    with pytest.raises(ValueError, match="non-empty subset of"):
+        affect_feature_names([])
