@@ -21,26 +21,39 @@ from artsy.config import ArtsyConfig, TrainConfig
 EXIT_BAD_INPUT = 2
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a :class:`~artsy.config.TrainConfig`."""
     from artsy.train import TRAINABLE_MODELS
 
     defaults, shared = TrainConfig(data="", out=""), ArtsyConfig()
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True,
+    parser = _OneLineParser(prog="train.py", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, metavar="DIR",
                         help="labelled folder: labels.csv or negative/ and positive/ sub-folders")
-    parser.add_argument("--out", required=True, help="bundle directory to write (replaced)")
-    parser.add_argument("--min-agree", type=int, default=defaults.min_agree,
+    parser.add_argument("--out", required=True, metavar="BUNDLE_DIR",
+                        help="bundle directory to write (replaced)")
+    parser.add_argument("--min-agree", type=int, default=defaults.min_agree, metavar="N",
                         help="keep images with agree_min >= N (needs the labels.csv column)")
-    parser.add_argument("--models", nargs="+", choices=TRAINABLE_MODELS,
-                        default=list(defaults.models), help="models to train and ensemble")
-    parser.add_argument("--feature-set", default=shared.feature_set,
+    parser.add_argument("--models", nargs="+", choices=TRAINABLE_MODELS, metavar="MODEL",
+                        default=list(defaults.models),
+                        help=f"models to train and ensemble, from {' '.join(TRAINABLE_MODELS)}")
+    parser.add_argument("--feature-set", default=shared.feature_set, metavar="NAME",
                         help=f"feature set of the classical models (default {shared.feature_set})")
-    parser.add_argument("--seed", type=int, default=shared.seed, help="seed for every model")
+    parser.add_argument("--seed", type=int, default=shared.seed, metavar="S",
+                        help="seed for every model")
     parser.add_argument("--cv-seeds", type=int, nargs="+", default=list(defaults.cv_seeds),
+                        metavar="S",
                         help="one repetition of the outer cross-validation per seed")
-    parser.add_argument("--n-splits", type=int, default=defaults.n_splits, help="outer CV folds")
-    parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs,
+    parser.add_argument("--n-splits", type=int, default=defaults.n_splits, metavar="K",
+                        help="outer CV folds")
+    parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs, metavar="E",
                         help="upper bound on CNN epochs (early stopping ends sooner)")
     args = parser.parse_args(argv)
     return TrainConfig(data=args.data, out=args.out, min_agree=args.min_agree,
@@ -57,13 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     from artsy.train import train
 
     if config.artsy.feature_set not in FEATURE_SETS:
-        print(f"error: unknown feature set {config.artsy.feature_set!r}; choose one of "
+        print(f"train.py: error: unknown feature set {config.artsy.feature_set!r}; choose one of "
               f"{sorted(FEATURE_SETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
         bundle = train(config)
     except (ValueError, PermissionError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"wrote model bundle {bundle} (model card: {bundle / 'report' / 'MODEL_CARD.md'})")
     return 0
