@@ -74,7 +74,7 @@ def _ray_features(ray: object, paths: list[str], batch_size: int) -> int:
     items = [{"path": path, "location": path.encode()} for path in paths]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(paths) // batch_size)))
     dataset = dataset.map_batches(function, batch_size=batch_size, batch_format="numpy",
-                                  fn_kwargs={"image_size": IMAGE_SIZE,
+                                  num_cpus=1, fn_kwargs={"image_size": IMAGE_SIZE,
                                              "feature_set": FEATURE_SET})
     return sum(len(batch["path"]) for batch in
                dataset.iter_batches(batch_size=None, batch_format="numpy"))
@@ -121,7 +121,7 @@ def job_command(folder: Path, output: Path, batch_size: int, model: str | None =
                 ) -> list[str]:
     """The command line of the whole job over ``folder`` (``model=None``: shipped bundle)."""
     command = [common.python(), "jobs/classify.py", "--input", str(folder), "--output",
-               str(output), "--batch-size", str(batch_size)]
+               str(output), "--batch-size", str(batch_size), "--ray-address", "local"]
     return command + (["--model", str(model)] if model else [])
 
 

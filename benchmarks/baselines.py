@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -83,13 +82,12 @@ def run_script(command: list[str], *, cpus: int, timeout: float, output: Path) -
     """
     shutil.rmtree(output, ignore_errors=True)
     start = time.perf_counter()
-    completed = subprocess.run(common.pinned(command, cpus), cwd=common.ROOT, text=True,
-                               capture_output=True, timeout=timeout,
-                               env=common.child_environment())
+    returncode, stdout, stderr = common.run_bounded(common.pinned(command, cpus),
+                                                    timeout=timeout)
     seconds = time.perf_counter() - start
-    result: dict = {"seconds": round(seconds, 3), "returncode": completed.returncode}
-    if completed.returncode != 0:
-        result["stderr_tail"] = (completed.stderr or completed.stdout)[-2000:]
+    result: dict = {"seconds": round(seconds, 3), "returncode": returncode}
+    if returncode != 0:
+        result["stderr_tail"] = (stderr or stdout)[-2000:]
     return result
 
 

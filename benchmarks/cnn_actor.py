@@ -16,6 +16,7 @@ calls alone.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -34,12 +35,14 @@ class StandInCnnActor:
     ----------
     batch_size : int
         Images per forward pass.
+    threads : int or None, default=None
+        TensorFlow intra-op threads (``None``: TensorFlow's default, all cores).
     """
 
-    def __init__(self, *, batch_size: int) -> None:
+    def __init__(self, *, batch_size: int, threads: int | None = None) -> None:
         from artsy import cnn
 
-        cnn.configure_tensorflow(gpu_memory_growth=True)
+        cnn.configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
         self.model = cnn.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
         self.batch_size = batch_size
 
@@ -126,15 +129,33 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     cnn_module.predict_positive(keras_model, pixels, batch_size=batch_size)
     wrapped = common.rate(len(pixels), time.perf_counter() - start)
     del keras_model
-    if real is None:
-        actor = _actor_rate(StandInCnnActor, {}, pixels, (), cpus, batch_size, gpu=gpu)
-        actor_name = "benchmarks.cnn_actor.StandInCnnActor"
-    else:
-        actor = _actor_rate(real[0], {"bundle_path": model}, pixels, real[2], cpus, batch_size,
-                            gpu=gpu)
-        actor_name = "artsy.predict.CnnPredictor"
-    return {"model": source, "actor_class": actor_name, "batch_size": batch_size, "gpu": gpu,
-            "bare_predict": bare, "predict_positive_in_process": wrapped, "actor": actor}
+    predictor, kwargs, others = ((StandInCnnActor, {}, ()) if real is None
+                                 else (real[0], {"bundle_path": model}, real[2]))
+    actor_cpus, threads = job_actor_resources(cpus, gpu=gpu)
+    result = {"model": source, "actor_class": f"{predictor.__module__}.{predictor.__name__}",
+              "batch_size": batch_size, "gpu": gpu, "bare_predict": bare,
+              "predict_positive_in_process": wrapped}
+    # As the job configures it, then with TensorFlow threads on every core (as bare predict).
+    for name, actor_threads in (("actor", threads), ("actor_all_threads", cpus)):
+        result[name] = _actor_rate(predictor, {**kwargs, "threads": actor_threads}, pixels,
+                                   others, cpus, batch_size, actor_cpus=actor_cpus, gpu=gpu)
+        result[name].update(num_cpus=actor_cpus, threads=actor_threads)
+    return result
+
+
+def job_actor_resources(cpus: int, *, gpu: bool) -> tuple[float, int | None]:
+    """Return the CNN actor's (num_cpus, TensorFlow threads) as the job chooses them.
+
+    From ``artsy.pipeline._cnn_resources`` when it exists, else (1, None).
+    """
+    try:
+        pipeline = common.need("artsy.pipeline", "_cnn_resources")
+        config = common.need("artsy.config", "JobConfig").JobConfig(inputs=("-",), output="-")
+        _, _, actor_cpus = pipeline._cnn_resources(config, {"CPU": float(cpus),
+                                                            "GPU": 1.0 if gpu else 0.0})
+    except (common.Skip, TypeError, ValueError):
+        return 1.0, None
+    return actor_cpus, max(1, math.ceil(actor_cpus))
 
 
 def _rows(pixels: np.ndarray, others: tuple[str, ...]) -> list[dict]:
@@ -144,7 +165,8 @@ def _rows(pixels: np.ndarray, others: tuple[str, ...]) -> list[dict]:
 
 
 def _actor_rate(predictor: type, constructor_kwargs: dict, pixels: np.ndarray,
-                others: tuple[str, ...], cpus: int, batch_size: int, *, gpu: bool) -> dict:
+                others: tuple[str, ...], cpus: int, batch_size: int, *, actor_cpus: float,
+                gpu: bool) -> dict:
     """Stream ``pixels`` through one actor; the steady rate counts from the first output batch."""
     ray = common.start_ray(cpus, gpus=1 if gpu else 0)
     try:
@@ -153,7 +175,7 @@ def _actor_rate(predictor: type, constructor_kwargs: dict, pixels: np.ndarray,
         dataset = dataset.materialize()  # inputs in the object store before the clock starts
         dataset = dataset.map_batches(TimedActor, batch_size=batch_size, batch_format="numpy",
                                       compute=ray.data.ActorPoolStrategy(size=1),
-                                      num_gpus=1 if gpu else 0,
+                                      num_gpus=1 if gpu else 0, num_cpus=actor_cpus,
                                       fn_constructor_kwargs={"predictor": predictor, "kwargs": {
                                           **constructor_kwargs, "batch_size": batch_size}})
         start = time.time()

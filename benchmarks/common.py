@@ -30,6 +30,8 @@ def need(module: str, *names: str) -> object:
     except ModuleNotFoundError as error:
         if error.name and (error.name == module or module.startswith(error.name + ".")):
             raise Skip(f"{module} does not exist yet") from None
+        if error.name and error.name.split(".")[0] == "artsy":
+            raise Skip(f"{module} imports {error.name}, which does not exist yet") from None
         raise
     missing = [name for name in names if not hasattr(imported, name)]
     if missing:
@@ -137,8 +139,9 @@ def start_ray(cpus: int, *, gpus: int = 0) -> object:
 
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR")
+    # address="local": never join a cluster someone started with `ray start` on this machine.
+    ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
+             log_to_driver=False, logging_level="ERROR")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -197,3 +200,38 @@ def need_bundle(model: str | None) -> str | None:
     if not (path / "manifest.json").is_file():
         raise Skip(f"no shipped default bundle at {path} yet; pass --model BUNDLE")
     return None
+
+
+def run_bounded(command: list[str], *, timeout: float, env: dict[str, str] | None = None,
+                stdout: int | None = subprocess.PIPE) -> tuple[int, str, str]:
+    """Run ``command`` in its own session; on timeout kill it *and all its descendants*.
+
+    Ray's GCS, raylet and workers started by a killed driver would otherwise outlive it.
+    Returns ``(returncode, stdout, stderr)``; raises :class:`subprocess.TimeoutExpired`.
+    """
+    process = subprocess.Popen(command, cwd=ROOT, env=env or child_environment(), text=True,
+                               stdout=stdout, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        process.communicate()
+        raise
+    return process.returncode, out or "", err or ""
+
+
+def kill_tree(pid: int) -> None:
+    """Kill process ``pid`` and every descendant of it (those still running)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [*root.children(recursive=True), root]
+    except psutil.Error:
+        return
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(processes, timeout=10)

@@ -45,7 +45,7 @@ def run_sampled(command: list[str], *, cpus: int, timeout: float) -> dict:
     start = time.perf_counter()
     process = subprocess.Popen(common.pinned(command, cpus), cwd=common.ROOT, text=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=common.child_environment())
+                               env=common.child_environment(), start_new_session=True)
     root = psutil.Process(process.pid)
     peaks = {"rss": 0, "pss": 0}
     done = threading.Event()
@@ -61,8 +61,8 @@ def run_sampled(command: list[str], *, cpus: int, timeout: float) -> dict:
     try:
         _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
-        _, stderr = process.communicate()
+        common.kill_tree(process.pid)
+        process.communicate()
         raise
     finally:
         done.set()

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks.notebook import peer_batch
 
-    ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    # address="local": a fresh Ray, as the job gets with --ray-address local.
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     ray.data.DataContext.get_current().enable_progress_bars = False
     dataset = ray.data.read_images(arguments.input, size=(100, 100), mode="RGB")
     dataset.map_batches(peer_batch).write_parquet(arguments.output)

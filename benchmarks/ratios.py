@@ -46,7 +46,7 @@ def ratios(parts: dict, cpus: int) -> dict:
     pool_all = _rate(parts, "features", "pool_all_cpus")
     actor = _rate(parts, "cnn", "actor", "steady")
     job = _rate(parts, "job")
-    job_summary = _get(parts, "job", "summary", "images_per_s")
+    job_summary = _get(parts, "job", "summary", "images_per_second")
     slower = min(ray_all, actor) if ray_all and actor else None
     speedup_goal = f">= {round(0.9 * cpus, 2)}" if cpus > 1 else None
     result = {

@@ -54,8 +54,8 @@ ALL_PARTS = (*DEFAULT_PARTS, "memory", "train")
 DEFAULT_N = 1000
 
 #: Per-part timeout: base seconds + seconds per image (generous; a hang must not last forever).
-TIMEOUTS = {"floor": (60, 0.03), "notebook": (60, 0.1), "features": (120, 0.15),
-            "cnn": (120, 0.2), "job": (180, 0.4), "peer": (120, 0.2),
+TIMEOUTS = {"floor": (60, 0.03), "notebook": (60, 0.1), "features": (180, 0.15),
+            "cnn": (240, 0.2), "job": (180, 0.4), "peer": (120, 0.2),
             "memory": (600, 0.15), "train": (1800, 0.0)}
 
 #: Parts whose processes get one BLAS / OpenMP thread each, so "one process" means one core.
@@ -121,15 +121,15 @@ def _run_child(spec: dict, scratch: Path) -> dict:
             environment.update(_ONE_THREAD)
         command = common.pinned([common.python(), "-m", "benchmarks.parts", str(spec_file)],
                                 spec["cpus"])
-        completed = subprocess.run(command, cwd=common.ROOT, env=environment,
-                                   capture_output=True, text=True, timeout=spec["timeout"])
+        returncode, _, stderr = common.run_bounded(command, timeout=spec["timeout"],
+                                                   env=environment)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {spec['timeout']:.0f} s (raise --timeout-scale)"}
     if Path(spec["result"]).is_file():
         return json.loads(Path(spec["result"]).read_text())
-    return {"error": f"part process exited {completed.returncode} after "
+    return {"error": f"part process exited {returncode} after "
                      f"{time.perf_counter() - start:.1f} s without a result",
-            "stderr_tail": completed.stderr[-3000:]}
+            "stderr_tail": stderr[-3000:]}
 
 
 def prepare_sets(arguments: argparse.Namespace) -> dict:
