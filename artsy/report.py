@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,6 +180,15 @@ def _table(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
     return lines
 
 
+def _seconds(manifest: Mapping[str, Any]) -> str:
+    seconds = dict(manifest["training"].get("seconds", {}))
+    if "total" not in seconds:
+        return "not recorded"
+    total = seconds.pop("total")
+    stages = ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
+    return f"{total:.0f} s on {os.cpu_count()} CPUs ({stages})"
+
+
 def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[str]) -> str:
     """The Markdown model card."""
     config, data = run.config, manifest["data"]
@@ -204,6 +214,7 @@ def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[st
         f"- Hyper-parameters of the final fits: {manifest['hyper_parameters']}",
         f"- CNN final epochs: {run.cnn_final_epochs}" if run.cnn_final_epochs
         else "- CNN: not an ensemble member",
+        f"- Training time: {_seconds(manifest)}",
         "",
         "## Protocol", "",
         f"- Outer: {manifest['protocol']['outer']}, folds grouped by media id.",

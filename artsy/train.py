@@ -8,10 +8,13 @@ final fits on all images → report → :func:`artsy.bundle.save_bundle`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ class TrainingRun:
     cnn_histories: list[dict[str, list[float]]] = field(default_factory=list)
     cnn_final_epochs: int | None = None
     members: tuple[str, ...] = ()
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -218,43 +222,65 @@ def train(config: TrainConfig) -> Path:
         :func:`artsy.dataset.load_labelled_folder` reports (missing folder, one class, ...).
     """
     _check_config(config)
+    started = time.perf_counter()
     data, images, failures = _load(config)
     run = TrainingRun(config=config, data=data, failures=failures)
-    feature_set = config.artsy.feature_set
-    logger.info("extracting %s features of %d images", feature_set, len(images))
-    features = extract_features(images, feature_set)
+    run.seconds["load_and_decode"] = time.perf_counter() - started
+    with _timed(run, "features"):
+        logger.info("extracting %s features of %d images", config.artsy.feature_set, len(images))
+        features = extract_features(images, config.artsy.feature_set)
     run.results["majority"] = majority_baseline(data.labels, data.groups,
                                                 n_splits=config.n_splits, seeds=config.cv_seeds)
     classical_names = tuple(name for name in config.models if name != "cnn")
     for name in classical_names:
-        logger.info("cross-validating %s", name)
-        run.results[name] = _classical_cv(name, features, data, config)
+        with _timed(run, f"cv_{name}"):
+            run.results[name] = _classical_cv(name, features, data, config)
     if "cnn" in config.models:
-        logger.info("cross-validating cnn (up to %d epochs per fold)", config.cnn_epochs)
-        run.results["cnn"] = _cnn_cv(images, data, run)
-    candidates = tuple(name for name in config.models)
-    run.results["ensemble"] = _ensemble_cv(run, candidates)
-
-    all_columns = np.concatenate([np.column_stack([run.results[name].oof[seed]
-                                                   for name in candidates])
-                                  for seed in config.cv_seeds])
-    all_labels = np.tile(data.labels, len(config.cv_seeds))
-    run.members = rank_members(all_columns, all_labels, candidates)
-    picks = [candidates.index(name) for name in run.members]
-    combiner = fit_combiner(all_columns[:, picks], all_labels)
-    logger.info("ensemble members %s, combiner weights %s", run.members, combiner.coef_.tolist())
+        with _timed(run, "cv_cnn"):
+            logger.info("cross-validating cnn (up to %d epochs per fold)", config.cnn_epochs)
+            run.results["cnn"] = _cnn_cv(images, data, run)
+    run.results["ensemble"] = _ensemble_cv(run, config.models)
+    combiner = _final_combiner(run)
 
     classical, params = {}, {}
     for name in classical_names:
         if name in run.members:
-            classical[name], params[name] = _final_classical(name, features, data,
-                                                             config.artsy.seed)
-    cnn_model = _final_cnn(images, data, run) if "cnn" in run.members else None
+            with _timed(run, f"final_{name}"):
+                classical[name], params[name] = _final_classical(name, features, data,
+                                                                 config.artsy.seed)
+    cnn_model = None
+    if "cnn" in run.members:
+        with _timed(run, "final_cnn"):
+            cnn_model = _final_cnn(images, data, run)
+    run.seconds["total"] = time.perf_counter() - started
     manifest = _manifest(run, params, combiner)
     with tempfile.TemporaryDirectory(prefix="artsy-report-") as report_dir:
         report.write_report(Path(report_dir), run=run, manifest=manifest, cnn_model=cnn_model)
-        return save_bundle(config.out, classical=classical, cnn_model=cnn_model,
-                           combiner=combiner, manifest=manifest, report_dir=report_dir)
+        bundle = save_bundle(config.out, classical=classical, cnn_model=cnn_model,
+                             combiner=combiner, manifest=manifest, report_dir=report_dir)
+    logger.info("trained in %.0f s: %s", time.perf_counter() - started,
+                {stage: round(seconds) for stage, seconds in run.seconds.items()})
+    return bundle
+
+
+@contextlib.contextmanager
+def _timed(run: TrainingRun, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    run.seconds[stage] = time.perf_counter() - start
+
+
+def _final_combiner(run: TrainingRun) -> LogisticRegression:
+    """Choose the members and fit the combiner on every seed's out-of-fold probabilities."""
+    candidates, seeds = run.config.models, run.config.cv_seeds
+    columns = np.concatenate([np.column_stack([run.results[name].oof[seed]
+                                               for name in candidates]) for seed in seeds])
+    labels = np.tile(run.data.labels, len(seeds))
+    run.members = rank_members(columns, labels, candidates)
+    picks = [candidates.index(name) for name in run.members]
+    combiner = fit_combiner(columns[:, picks], labels)
+    logger.info("ensemble members %s, combiner weights %s", run.members, combiner.coef_.tolist())
+    return combiner
 
 
 def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegression) -> dict:
@@ -287,5 +313,6 @@ def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegres
         "training": {"command": command_line(config), "seed": config.artsy.seed,
                      "cv_seeds": list(config.cv_seeds), "models": list(config.models),
                      "cnn_epochs": config.cnn_epochs, "cnn_final_epochs": run.cnn_final_epochs,
+                     "seconds": {stage: round(value, 1) for stage, value in run.seconds.items()},
                      "scikit_learn": sklearn.__version__},
     }
