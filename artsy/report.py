@@ -184,9 +184,9 @@ def _seconds(manifest: Mapping[str, Any]) -> str:
     seconds = dict(manifest["training"].get("seconds", {}))
     if "total" not in seconds:
         return "not recorded"
-    total = seconds.pop("total")
+    total, cpu = seconds.pop("total"), seconds.pop("total_cpu", float("nan"))
     stages = ", ".join(f"{stage} {value:.0f} s" for stage, value in seconds.items())
-    return f"{total:.0f} s on {os.cpu_count()} CPUs ({stages})"
+    return f"{total:.0f} s wall, {cpu:.0f} s CPU, on {os.cpu_count()} CPUs ({stages})"
 
 
 def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[str]) -> str:

@@ -222,7 +222,7 @@ def train(config: TrainConfig) -> Path:
         :func:`artsy.dataset.load_labelled_folder` reports (missing folder, one class, ...).
     """
     _check_config(config)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     data, images, failures = _load(config)
     run = TrainingRun(config=config, data=data, failures=failures)
     run.seconds["load_and_decode"] = time.perf_counter() - started
@@ -253,6 +253,7 @@ def train(config: TrainConfig) -> Path:
         with _timed(run, "final_cnn"):
             cnn_model = _final_cnn(images, data, run)
     run.seconds["total"] = time.perf_counter() - started
+    run.seconds["total_cpu"] = time.process_time() - cpu_started  # all threads of this process
     manifest = _manifest(run, params, combiner)
     with tempfile.TemporaryDirectory(prefix="artsy-report-") as report_dir:
         report.write_report(Path(report_dir), run=run, manifest=manifest, cnn_model=cnn_model)
