@@ -85,6 +85,8 @@ def discover(inputs: list[str] | tuple[str, ...]) -> list[DiscoveredFile]:
     -------
     list of DiscoveredFile
         Sorted by path, without duplicates (a file reachable from two inputs is listed once).
+        Two local names that differ only in undecodable bytes versus their ``\\xNN`` spelling
+        get the same ``path`` but stay two files.
 
     Raises
     ------
@@ -93,13 +95,13 @@ def discover(inputs: list[str] | tuple[str, ...]) -> list[DiscoveredFile]:
     """
     if not inputs:
         raise ValueError("no input given; pass at least one --input PATH")
-    found: dict[str, DiscoveredFile] = {}
+    found: dict[bytes, DiscoveredFile] = {}
     for source in inputs:
         listed = _discover_uri(source) if is_uri(source) else _discover_local(source)
         for item in listed:
-            found.setdefault(item.path, item)
+            found.setdefault(item.location, item)
         logger.info("discovered %d image files under %s", len(listed), source)
-    return [found[key] for key in sorted(found)]
+    return sorted(found.values(), key=lambda item: (item.path, item.location))
 
 
 def check_inputs(inputs: list[str] | tuple[str, ...]) -> None:

@@ -176,7 +176,7 @@ def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
     from artsy.config import ArtsyConfig, JobConfig
 
     photos, out = tmp_path / "photos", tmp_path / "labels"
-    write_photos(photos, 30, seed=8, max_side=500)
+    write_photos(photos, 40, seed=8, max_side=400)
     command = [sys.executable, str(SCRIPT), "--input", str(photos), "--output", str(out),
                "--model", str(job_bundle_classical), "--run-date", "2026-05-01",
                "--batch-size", "4"]
@@ -185,11 +185,11 @@ def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
     staging = tmp_path / ".labels.artsy-staging"
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
-        while not list(staging.glob("2026-05-01-*/run_date=*")):
+        # mid-run: the first staged Parquet file is written, most batches are not
+        while not list(staging.glob("2026-05-01-*/run_date=*/*.parquet")):
             assert driver.poll() is None, "the job ended before it could be killed"
-            assert time.monotonic() < deadline, "the job never started"
-            time.sleep(0.1)
-        time.sleep(3)  # mid-run: Ray is up, batches are in flight
+            assert time.monotonic() < deadline, "the job never wrote a row"
+            time.sleep(0.02)
         family = _descendants(driver.pid)
         driver.send_signal(signal.SIGKILL)
     finally:
@@ -206,9 +206,9 @@ def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
     summary = pipeline.run_job(JobConfig(inputs=(str(photos),), output=str(out),
                                          model=str(job_bundle_classical), run_date="2026-05-01",
                                          artsy=ArtsyConfig(batch_size=8)))
-    assert summary.processed == 30
+    assert summary.processed == 40
     paths = pyarrow.dataset.dataset(out, partitioning="hive").to_table().column("path")
-    assert len(paths) == len(set(paths.to_pylist())) == 30
+    assert len(paths) == len(set(paths.to_pylist())) == 40
     assert not list(staging.glob("2026-05-01-*"))  # the killed run's staging is cleaned up
 
 

@@ -126,3 +126,13 @@ def test_to_output_table_writes_carried_rows_unchanged(mixed_dir, job_bundle_cla
     rows = second.to_pylist()
     assert [row for row in rows if row["run_id"] == "old"] == list(old.values())
     assert {row["status"] for row in rows if row["run_id"] == "new"} == {"error"}
+
+
+def test_cnn_predictor_loads_tensorflow_only_for_new_images(tmp_path, job_bundle):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"")
+    batch = ClassicalPredictor(str(job_bundle))(_decoded(folder))
+    predictor = CnnPredictor(str(job_bundle), batch_size=4)
+    out = predictor(batch)
+    assert predictor.model is None and np.isnan(out["p_positive_cnn"]).all()
