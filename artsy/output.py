@@ -99,7 +99,7 @@ def locate(output: str) -> OutputLocation:
     """
     from artsy.discover import is_uri
 
-    text = output.rstrip("/") or "/"
+    text = output if is_uri(output) else (output.rstrip("/") or "/")
     if is_uri(text):
         try:
             filesystem, root = pyarrow.fs.FileSystem.from_uri(text)
@@ -109,7 +109,8 @@ def locate(output: str) -> OutputLocation:
     else:
         filesystem, root = pyarrow.fs.LocalFileSystem(), os.path.abspath(text)
     parent, _, name = root.rpartition("/")
-    if not name or not parent:
+    local = isinstance(filesystem, pyarrow.fs.LocalFileSystem)
+    if not name or (not parent and not local):
         raise ValueError(f"output {output} must be a folder below a parent folder or bucket, "
                          "e.g. s3://bucket/labels")
     return OutputLocation(filesystem, root, f"{parent}/.{name}{STAGING_SUFFIX}", output)
@@ -271,9 +272,15 @@ def commit(location: OutputLocation, staging_partition: str, run_date: str,
     target = location.partition(run_date)
     run_folder = staging_partition.rpartition("/")[0]
     replaced = f"{run_folder}/replaced"
-    if filesystem.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
+    had_partition = filesystem.get_file_info(target).type != pyarrow.fs.FileType.NotFound
+    if had_partition:
         filesystem.move(target, replaced)
-    filesystem.move(staging_partition, target)
+    try:
+        filesystem.move(staging_partition, target)
+    except BaseException:
+        if had_partition:  # put the previous partition back before reporting the failure
+            filesystem.move(replaced, target)
+        raise
     logger.info("committed %s", target)
     remove_stale_staging(location, run_date)
     return target

@@ -45,6 +45,12 @@ def test_staging_is_a_hidden_sibling_of_the_output(tmp_path):
     assert (tmp_path / "labels").is_dir() and list((tmp_path / "labels").iterdir()) == []
 
 
+def test_locate_handles_top_level_folders_and_refuses_bucket_roots():
+    assert output.locate("/labels").staging == "/.labels.artsy-staging"
+    with pytest.raises(ValueError, match="below a parent"):
+        output.locate("file:///")
+
+
 def test_check_writable_refuses_an_output_below_a_file(tmp_path):
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(ValueError, match="output not writable"):
