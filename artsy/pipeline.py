@@ -52,6 +52,7 @@ class JobPlan:
     models: tuple[str, ...]
     cnn: bool
     image_size: int
+    n_features: int
     location: Any
 
 
@@ -145,6 +146,7 @@ def validate_job(config: JobConfig) -> JobPlan:
     """
     from artsy import discover, output
     from artsy.bundle import load_bundle
+    from artsy.features import feature_names
 
     _check_numbers(config)
     run_date = resolve_run_date(config.run_date)
@@ -155,7 +157,8 @@ def validate_job(config: JobConfig) -> JobPlan:
     models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.cnn_member else ())
     return JobPlan(run_date=run_date, model_version=bundle.version,
                    feature_set=bundle.feature_set, models=models, cnn=bundle.cnn_member,
-                   image_size=bundle.image_size, location=location)
+                   image_size=bundle.image_size,
+                   n_features=len(feature_names(bundle.feature_set)), location=location)
 
 
 def _cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, float, float]:
@@ -215,6 +218,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id:
         predict.decode_and_featurize, batch_size=batch_size, num_cpus=1,
         max_retries=TASK_RETRIES,
         fn_kwargs={"image_size": plan.image_size, "feature_set": plan.feature_set,
+                   "n_features": plan.n_features,
                    "skip_hashes": frozenset(prior.skip_hashes),
                    "carry_keys": frozenset(prior.carried)})
     actors, gpus_per_actor, actor_cpus = check_cluster(config)

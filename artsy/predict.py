@@ -91,6 +91,7 @@ def read_file(location: bytes) -> bytes:
 
 
 def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
+                         n_features: int | None = None,
                          skip_hashes: frozenset[str] = frozenset(),
                          carry_keys: frozenset[tuple[str, str]] = frozenset()) -> Batch:
     """Read, hash, decode and featurize a batch of discovered files (a Ray task).
@@ -103,6 +104,9 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         Side of the decoded square image.
     feature_set : str
         Feature set of the bundle's classical models.
+    n_features : int or None, default=None
+        Length of that feature set (``None``: look it up). Given, a batch with nothing new to
+        featurize never imports the feature code (scikit-image, SciPy).
     skip_hashes : frozenset of str, default=frozenset()
         Content hashes already labelled by this model version: such files get no row.
     carry_keys : frozenset of (path, sha256), default=frozenset()
@@ -115,7 +119,6 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         error), ``status``, ``error`` ("" when ok), ``kind`` (``new`` / ``carried``), ``pixels``
         ``(m, size, size, 3)`` uint8 and ``features`` ``(m, d)`` float32 (zeros unless new and ok).
     """
-    from artsy.features import extract_features, feature_names
     from artsy.io import ImageDecodeError, decode_image
 
     rows = []
@@ -155,8 +158,14 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     for index, row in enumerate(rows):
         if row["pixels"] is not None:
             pixels[index] = row["pixels"]
-    features = np.zeros((count, len(feature_names(feature_set))), dtype=np.float32)
+    if n_features is None:
+        from artsy.features import feature_names
+
+        n_features = len(feature_names(feature_set))
+    features = np.zeros((count, n_features), dtype=np.float32)
     if fresh.any():
+        from artsy.features import extract_features
+
         features[fresh] = extract_features(pixels[fresh], feature_set)
     return {
         "path": np.array([row["path"] for row in rows], dtype=object),

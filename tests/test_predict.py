@@ -43,7 +43,8 @@ def _decoded(folder: Path, **kwargs) -> dict[str, np.ndarray]:
 
 def test_decode_turns_every_broken_file_into_an_error_row_with_its_reason(mixed_dir):
     out = _decoded(mixed_dir)
-    reasons = {Path(path).name: error for path, error in zip(out["path"], out["error"])}
+    reasons = {Path(path).name: error
+               for path, error in zip(out["path"], out["error"], strict=True)}
     assert reasons["dangling.jpg"] == "dangling symlink: target does not exist"
     assert reasons["text.jpg"].startswith("not an image")
     assert reasons["zero.png"] == "empty file"
