@@ -14,16 +14,19 @@ user. Instead:
 
 - (a) runs ``ray start --head --block`` as the leader of its own session, with its own temp dir
   and free ports, and stops it with SIGTERM to that one process (Ray then stops everything it
-  started); whatever is still in its session is killed and the test fails.
+  started); whatever is still in its session 10 s later is killed.
 - ``ray up`` and ``ray down`` run ``ray stop`` on the node, so (b) runs the whole launcher session
   inside new PID and mount namespaces (``unshare``): ``ray stop`` there sees only the namespace's
-  processes, ``/tmp/ray`` and the node's home directory are private bind mounts, and every
-  process the namespace started dies with it. The test checks that the session Ray outside
-  still answers afterwards.
+  processes, ``/tmp/ray`` is a private bind mount, root's home directory for the SSH sessions is
+  a temporary folder (a bind-mounted ``/etc/passwd``), each SSH connection is its own
+  ``sshd -i`` (no port is opened), and every process the namespace started dies with it. The
+  test checks that the session Ray outside still answers afterwards.
 """
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import json
 import os
 import re
@@ -60,7 +63,9 @@ def _example_images() -> list[Path]:
 @pytest.fixture(scope="module")
 def model_args(request) -> list[str]:
     """No arguments when the package ships its default bundle, else ``--model <test bundle>``."""
-    if (ROOT / "artsy" / "default_bundle" / "manifest.json").is_file():
+    from artsy.bundle import MANIFEST_NAME, default_bundle_path
+
+    if (default_bundle_path() / MANIFEST_NAME).is_file():
         return []
     return ["--model", str(request.getfixturevalue("job_bundle"))]
 
@@ -71,8 +76,7 @@ def _check_output(output: Path) -> None:
 
     from artsy.config import EMOTIONS
 
-    table = ds.dataset(output, format="parquet", partitioning="hive",
-                       exclude_invalid_files=False).to_table()
+    table = ds.dataset(output, format="parquet", partitioning="hive").to_table()
     rows = table.to_pylist()
     assert len(rows) == len(_example_images()) == 12
     assert sorted(Path(row["path"]).name for row in rows) == sorted(
@@ -210,10 +214,10 @@ def test_ray_job_submit_runs_classify_on_a_loopback_head(loopback_head, model_ar
 #: Runs as PID 1 of new PID + mount namespaces; every path comes from the environment.
 _LAUNCHER_SESSION = r"""
 set -u
-mount --bind "$T/ray-tmp" /tmp/ray          # the cluster's /tmp/ray: private
-mount --bind "$T/passwd" /etc/passwd        # root's home for SSH sessions: $T/node-home
-mount --bind "$T/shadow" /etc/shadow        # root's password field unlocked for key login
-export HOME="$T/client-home"                # the launching machine's ~ (key, auth token)
+mount --bind "$T/ray-tmp" /tmp/ray || exit 3      # the cluster's /tmp/ray: private
+mount --bind "$T/passwd" /etc/passwd || exit 3    # root's home for SSH sessions: $T/node-home
+mount --bind "$T/shadow" /etc/shadow || exit 3    # root's password unlocked for key login
+export HOME="$T/client-home" TMPDIR="$T/client-tmp"  # the launching machine's ~ and temp dir
 cd "$ROOT"
 step() {  # step NAME COMMAND...: run with a time limit, log, record "NAME RC MILLISECONDS"
     local name=$1 start=$(date +%s%N); shift
@@ -310,6 +314,7 @@ def _prepare_node(work: Path) -> None:
     skeleton = Path("/etc/skel/.bashrc")  # Debian's returns early unless interactive
     (node_home / ".bashrc").write_text(skeleton.read_text() if skeleton.is_file() else "")
     (work / "ray-tmp").mkdir()
+    (work / "client-tmp").mkdir()
     for key in (client_ssh / "id_ed25519", work / "host_ed25519"):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)],
                        check=True, timeout=60)
@@ -334,6 +339,10 @@ def _prepare_node(work: Path) -> None:
     _make_node_venv(node_home)
 
 
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def _steps(work: Path) -> dict[str, tuple[int, float]]:
     if not (work / "steps").is_file():
         return {}
@@ -346,13 +355,17 @@ def test_ray_up_submit_down_over_ssh_with_cluster_yaml(model_args, tmp_path, ray
     work = tmp_path / "launcher"
     work.mkdir()
     _prepare_node(work)
-    _render_cluster(work, _free_ports(5))
+    cluster = _render_cluster(work, _free_ports(5))
     env = _ray_env(T=str(work), ROOT=str(ROOT), MODEL_ARGS=" ".join(model_args),
                    STEP_TIMEOUT="900")
-    session = subprocess.run(
-        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "bash", "-c",
-         _LAUNCHER_SESSION],
-        env=env, capture_output=True, text=True, timeout=2400)
+    try:
+        session = subprocess.run(
+            ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "bash", "-c",
+             _LAUNCHER_SESSION],
+            env=env, capture_output=True, text=True, timeout=2400)
+    finally:  # Ray's SSH control-socket folder, outside the private mounts
+        shutil.rmtree(f"/tmp/ray_ssh_{_sha(getpass.getuser())}/{_sha(cluster['cluster_name'])}",
+                      ignore_errors=True)
     steps = _steps(work)
 
     def log(name: str) -> str:
