@@ -104,8 +104,8 @@ def test_cnn_feature_maps_shapes(photos, trained):
     model, _, _ = trained
     maps = cnn.feature_maps(model, images[0])
     assert [(name, array.shape) for name, array in maps] == [
-        ("conv0", (50, 50, 24)), ("sepconv1", (25, 25, 48)),
-        ("sepconv2", (12, 12, 96)), ("sepconv3", (6, 6, 128))]
+        ("conv0", (25, 25, 24)), ("sepconv1", (12, 12, 48)),
+        ("sepconv2", (6, 6, 96)), ("sepconv3", (3, 3, 128))]
     seed_maps = cnn.feature_maps(cnn.build_seed_cnn(), images[0])
     assert [array.shape for _, array in seed_maps] == [(100, 100, 128), (50, 50, 128),
                                                         (12, 12, 128)]
