@@ -7,10 +7,10 @@ real one does) runs an untrained ``build_cnn`` of the same architecture as the b
 result says so.
 
 The actor runs inside :class:`TimedActor`, which stamps each output row with the wall-clock start
-and end of its batch's call. The *steady* rate counts from the first call's start to the moment
-the driver has the last row: Ray's hand-offs are in, actor start-up (process, TensorFlow import,
-model load) is not; that is reported apart, in ``with_startup``. ``busy`` is the time inside the
-calls alone.
+and end of its batch's call. The *steady* rate counts the rows after the first call, from the
+first call's end to the moment the driver has the last row: Ray's hand-offs are in; actor start-up
+(process, TensorFlow import, model load) and the first call's one-off tracing are not (they are
+in ``with_startup`` and ``first_call_s``). ``busy`` is the time inside those calls alone.
 """
 
 from __future__ import annotations
@@ -179,18 +179,23 @@ def _actor_rate(predictor: type, constructor_kwargs: dict, pixels: np.ndarray,
                                       fn_constructor_kwargs={"predictor": predictor, "kwargs": {
                                           **constructor_kwargs, "batch_size": batch_size}})
         start = time.time()
-        rows, first_call, calls = 0, float("inf"), {}
+        calls: dict[float, list] = {}  # call start -> [call end, rows]
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            rows += len(batch["path"])
-            first_call = min(first_call, float(batch["call_start"].min()))
-            calls.update(zip(batch["call_start"].tolist(), batch["call_end"].tolist(),
-                             strict=True))
+            for call_start, call_end in zip(batch["call_start"].tolist(),
+                                            batch["call_end"].tolist(), strict=True):
+                calls.setdefault(call_start, [call_end, 0])[1] += 1
         end = time.time()
     finally:
         ray.shutdown()
+    rows = sum(count for _, count in calls.values())
     if rows != len(pixels):
         raise RuntimeError(f"CNN actor returned {rows} rows for {len(pixels)} images")
-    busy = sum(call_end - call_start for call_start, call_end in calls.items())
+    # The first call pays one-off costs (tf.function tracing): steady counts from its end.
+    first_start = min(calls)
+    first_end, first_rows = calls.pop(first_start)
+    busy = sum(call_end - call_start for call_start, (call_end, _) in calls.items())
     return {"with_startup": common.rate(rows, end - start),
-            "steady": common.rate(rows, end - first_call),
-            "busy": common.rate(rows, busy), "calls": len(calls)}
+            "first_call_s": round(first_end - first_start, 3),
+            "steady": common.rate(rows - first_rows, end - first_end) if calls else None,
+            "busy": common.rate(rows - first_rows, busy) if calls else None,
+            "calls": len(calls) + 1}

@@ -222,7 +222,7 @@ def run_bounded(command: list[str], *, timeout: float, env: dict[str, str] | Non
 
 def kill_tree(pid: int) -> None:
     """Kill process ``pid`` and every descendant of it (those still running)."""
-    import psutil
+    psutil = psutil_module()
 
     try:
         root = psutil.Process(pid)
@@ -235,3 +235,12 @@ def kill_tree(pid: int) -> None:
         except psutil.Error:
             pass
     psutil.wait_procs(processes, timeout=10)
+
+
+def psutil_module() -> object:
+    """Return psutil: installed, or the copy Ray ships (``ray/thirdparty_files``, on import)."""
+    try:
+        return importlib.import_module("psutil")
+    except ModuleNotFoundError:
+        importlib.import_module("ray")  # puts ray/thirdparty_files (with psutil) on sys.path
+        return importlib.import_module("psutil")

@@ -17,11 +17,11 @@ from pathlib import Path
 from benchmarks import artsy_paths, common
 
 #: Seconds between memory samples.
-SAMPLE_SECONDS = 0.25
+SAMPLE_SECONDS = 1.0
 
 
 def _tree_memory(root: object) -> tuple[int, int]:
-    import psutil
+    psutil = common.psutil_module()
 
     rss = pss = 0
     try:
@@ -40,7 +40,7 @@ def _tree_memory(root: object) -> tuple[int, int]:
 
 def run_sampled(command: list[str], *, cpus: int, timeout: float) -> dict:
     """Run ``command`` and sample its process tree's memory; return time and peaks in MiB."""
-    import psutil
+    psutil = common.psutil_module()
 
     start = time.perf_counter()
     process = subprocess.Popen(common.pinned(command, cpus), cwd=common.ROOT, text=True,
