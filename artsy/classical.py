@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedGroupKFold
@@ -44,6 +45,7 @@ RF_MAX_DEPTH = (5, 7, 9, None)
 RF_ESTIMATORS = 200
 SVM_C = (0.5, 1.0, 2.0, 4.0)
 SVM_GAMMA = ("scale",)
+SVM_CALIBRATION_SPLITS = 3
 LOGREG_C = (0.003, 0.01, 0.03, 0.1, 0.3)
 HGB_LEARNING_RATE = (0.03, 0.1)
 HGB_MAX_LEAF_NODES = (7, 15)
@@ -81,10 +83,12 @@ def _pipeline_and_grid(name: str, random_state: int) -> tuple[Pipeline, dict[str
         pipeline = Pipeline([("rf", forest)])
         grid = {"rf__max_depth": list(RF_MAX_DEPTH)}
     elif name == "svm":
-        svc = SVC(kernel="rbf", probability=True, class_weight="balanced",
-                  random_state=random_state)
-        pipeline = Pipeline([("scale", StandardScaler()), ("svm", svc)])
-        grid = {"svm__C": list(SVM_C), "svm__gamma": list(SVM_GAMMA)}
+        svc = SVC(kernel="rbf", class_weight="balanced", random_state=random_state)
+        # Platt scaling on inner folds, then one SVC refit on all the data (ensemble=False).
+        calibrated = CalibratedClassifierCV(svc, method="sigmoid", cv=SVM_CALIBRATION_SPLITS,
+                                            ensemble=False)
+        pipeline = Pipeline([("scale", StandardScaler()), ("svm", calibrated)])
+        grid = {"svm__estimator__C": list(SVM_C), "svm__estimator__gamma": list(SVM_GAMMA)}
     elif name == "logreg":
         logreg = LogisticRegression(class_weight="balanced", max_iter=2000)
         pipeline = Pipeline([("scale", StandardScaler()), ("logreg", logreg)])
