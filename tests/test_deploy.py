@@ -14,7 +14,7 @@ user. Instead:
 
 - (a) runs ``ray start --head --block`` as the leader of its own session, with its own temp dir
   and free ports, and stops it with SIGTERM to that one process (Ray then stops everything it
-  started); whatever is still in its session 10 s later is killed.
+  started); whatever is still in its session 5 s after it exits (20 s at most) is killed.
 - ``ray up`` and ``ray down`` run ``ray stop`` on the node, so (b) runs the whole launcher session
   inside new PID and mount namespaces (``unshare``): ``ray stop`` there sees only the namespace's
   processes, ``/tmp/ray`` is a private bind mount, root's home directory for the SSH sessions is
@@ -169,7 +169,7 @@ def _job_status(head: dict, submission: str) -> str:
         return json.load(response)["status"]
 
 
-def _stop_session(leader: subprocess.Popen, *, grace: float = 60.0) -> None:
+def _stop_session(leader: subprocess.Popen, *, grace: float = 20.0) -> None:
     """Stop ``ray start --block`` by SIGTERM, then SIGKILL whatever is left in its session."""
     leader.send_signal(signal.SIGTERM)
     try:
@@ -177,7 +177,7 @@ def _stop_session(leader: subprocess.Popen, *, grace: float = 60.0) -> None:
     except subprocess.TimeoutExpired:
         leader.kill()
         leader.wait(timeout=30)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 5
     while True:  # Ray's children (e.g. the dashboard's forkserver) exit shortly after.
         left = [pid for pid, session, _ in _processes() if session == leader.pid]
         if not left or time.monotonic() > deadline:
