@@ -1,13 +1,12 @@
 """Affect-carrying image features: colour, hue, texture, composition, layout and HOG groups.
 
-Every function here is pure (one ``(100, 100, 3)`` uint8 image in, a float64 vector out) and cheap:
-the colour conversions are written in numpy (a lookup table for sRGB linearisation) because
-scikit-image's general-purpose ``rgb2hsv`` / ``rgb2lab`` cost more than all other groups together at
-this image size. :func:`affect_features` concatenates the groups named in ``AFFECT_GROUPS``;
+Every function here is pure (one ``(100, 100, 3)`` uint8 image in, a float64 vector out) and cheap
+(colour conversions and LBP / GLCM primitives come from :mod:`artsy.imaging`).
+:func:`affect_features` concatenates the groups named in ``AFFECT_GROUPS``;
 :func:`affect_feature_names` gives the matching names.
 
-Groups (lengths at the defaults)
---------------------------------
+Groups (lengths at 100x100; the ``affect`` set is ``AFFECT_GROUPS``, 119 numbers)
+----------------------------------------------------------------------------------
 ``colour`` (28)
     Saturation and value (HSV) mean, std and 10/50/90th percentiles (1/255 resolution); Lab L*,
     a*, b* mean and std; saturation-weighted circular hue mean (cos, sin) and its resultant length;
@@ -16,17 +15,22 @@ Groups (lengths at the defaults)
 ``hue`` (12)
     Saturation-weighted hue histogram (30° bins starting at red), divided by the pixel count.
 ``texture`` (21)
-    Uniform LBP histogram (8 neighbours on the 3x3 square, interior pixels; 10 bins), grey-level
-    entropy, and GLCM contrast, dissimilarity, homogeneity, energy and correlation at distances 1
-    and 4 (16 grey levels, averaged over 0° and 90°).
+    Uniform LBP histogram of the grey image (8 neighbours on the 3x3 square, interior pixels; 10
+    bins), grey-level entropy, and GLCM contrast, dissimilarity, homogeneity, energy and
+    correlation at distances 1 and 4 (16 grey levels, averaged over 0° and 90°).
+``colour_lbp`` (30)
+    The same LBP histogram of the saturation, value and a* (red-green) channels.
+``spectrum`` (16)
+    Log mean power of the windowed grey-image FFT in 4 frequency rings (3-6-12-25-50 cycles per
+    image) x 4 orientations: coarse scene layout and texture scale (a GIST-like envelope).
 ``composition`` (12)
     Gradient magnitude mean, edge density, centre-to-whole edge ratio, Laplacian variance
     (sharpness) and its centre-to-whole ratio, rule-of-thirds centre minus whole for S and V,
-    centre-to-border Lab distance, left-right and top-bottom asymmetry, the fraction of the
-    image's edges inside the rule-of-thirds band, and the value contrast between halves.
-``layout`` (27)
-    Mean Lab colour of each cell of a 3x3 grid (row-major), a spatial colour layout.
-``hog`` (324)
+    centre-to-border Lab distance, left-right and top-bottom asymmetry, the fraction of edges in
+    the rule-of-thirds band, and the value contrast between top and bottom halves.
+``layout`` (27, optional)
+    Mean Lab colour of each cell of a 3x3 grid (row-major).
+``hog`` (324, optional)
     The HOG descriptor of the grey image (9 orientations, 25x25-pixel cells, 2x2-cell blocks,
     L2-Hys), not the visualisation picture.
 
@@ -41,14 +45,20 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 from skimage import feature
 
-#: Feature groups of the ``affect`` set, in output order.
-AFFECT_GROUPS: tuple[str, ...] = ("colour", "hue", "texture", "composition", "layout", "hog")
+from artsy import imaging
+
+#: Feature groups of the ``affect`` set (the default), in output order.
+AFFECT_GROUPS: tuple[str, ...] = ("colour", "hue", "texture", "colour_lbp", "spectrum",
+                                  "composition")
+#: Every group :func:`affect_features` can compute (``layout`` and ``hog`` lowered CV accuracy).
+ALL_GROUPS: tuple[str, ...] = AFFECT_GROUPS + ("layout", "hog")
 
 HUE_BINS = 12
 QUANTILES = (0.1, 0.5, 0.9)
@@ -56,6 +66,8 @@ LBP_POINTS = 8
 GLCM_LEVELS = 16
 GLCM_DISTANCES = (1, 4)
 GLCM_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
+SPECTRUM_RADII = (3, 6, 12, 25, 50)  # ring edges in cycles per image; 4 rings
+SPECTRUM_ORIENTATIONS = 4
 LAYOUT_GRID = 3
 HOG_ORIENTATIONS = 9
 HOG_PIXELS_PER_CELL = (25, 25)
@@ -64,13 +76,6 @@ EDGE_THRESHOLD = 0.1  # gradient magnitude (grey in [0, 1]) that counts as an ed
 SATURATION_GREY = 0.1
 VALUE_DARK, VALUE_BRIGHT = 0.2, 0.8
 
-# sRGB -> linear lookup table and the D65 RGB -> XYZ matrix (IEC 61966-2-1), as in skimage.color.
-_CODES = np.arange(256) / 255.0
-_LINEAR = np.where(_CODES > 0.04045, ((_CODES + 0.055) / 1.055) ** 2.4, _CODES / 12.92)
-_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
-                        [0.212671, 0.715160, 0.072169],
-                        [0.019334, 0.119193, 0.950227]])
-_D65 = np.array([0.95047, 1.0, 1.08883])
 _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
 
 
@@ -85,53 +90,10 @@ class _Views(NamedTuple):
     grey: np.ndarray  # (H, W) in [0, 1]
 
 
-def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convert a float RGB image in [0, 1] to hue, saturation and value (as ``skimage.color``).
-
-    Parameters
-    ----------
-    rgb : (H, W, 3) float ndarray
-
-    Returns
-    -------
-    hue, saturation, value : (H, W) float64 ndarrays in [0, 1]
-    """
-    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = np.maximum(np.maximum(red, green), blue)
-    delta = value - np.minimum(np.minimum(red, green), blue)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        saturation = np.where(value > 0, delta / value, 0.0)
-        hue = np.where(value == red, (green - blue) / delta,
-                       np.where(value == green, 2.0 + (blue - red) / delta,
-                                4.0 + (red - green) / delta))
-    hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
-    return hue, saturation, value
-
-
-def rgb_to_lab(image: np.ndarray) -> np.ndarray:
-    """Convert a uint8 sRGB image to CIE L*a*b* (D65, 2°), matching ``skimage.color.rgb2lab``.
-
-    Parameters
-    ----------
-    image : (H, W, 3) uint8 ndarray
-
-    Returns
-    -------
-    (H, W, 3) float64 ndarray
-        L* in [0, 100], a* and b* roughly in [-128, 127].
-    """
-    xyz = _LINEAR[image] @ _RGB_TO_XYZ.T / _D65
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    lightness = 116.0 * f[..., 1] - 16.0
-    a_star = 500.0 * (f[..., 0] - f[..., 1])
-    b_star = 200.0 * (f[..., 1] - f[..., 2])
-    return np.stack([lightness, a_star, b_star], axis=-1)
-
-
 def _views(image: np.ndarray) -> _Views:
     rgb = image / 255.0
-    hue, saturation, value = rgb_to_hsv(rgb)
-    return _Views(rgb, hue, saturation, value, rgb_to_lab(image), rgb @ _GREY_WEIGHTS)
+    hue, saturation, value = imaging.rgb_to_hsv(rgb)
+    return _Views(rgb, hue, saturation, value, imaging.rgb_to_lab(image), rgb @ _GREY_WEIGHTS)
 
 
 def _quantiles(values: np.ndarray) -> np.ndarray:
@@ -176,40 +138,52 @@ def _hue(views: _Views) -> np.ndarray:
     return weights / views.hue.size
 
 
-def _uniform_lbp_table() -> np.ndarray:
-    """Map each 8-bit LBP code to its rotation-invariant uniform label (0..8; 9 = non-uniform)."""
-    bits = (np.arange(256)[:, None] >> np.arange(LBP_POINTS)) & 1
-    transitions = np.sum(bits != np.roll(bits, 1, axis=1), axis=1)
-    return np.where(transitions <= 2, bits.sum(axis=1), LBP_POINTS + 1).astype(np.intp)
-
-
-_UNIFORM_LBP = _uniform_lbp_table()
-# The 8 neighbours on the 3x3 square, in circular order.
-_LBP_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
-
-
-def _lbp_codes(grey8: np.ndarray) -> np.ndarray:
-    """8-neighbour LBP codes of the interior pixels (neighbour >= centre sets the bit)."""
-    centre = grey8[1:-1, 1:-1]
-    height, width = grey8.shape
-    codes = np.zeros(centre.shape, dtype=np.intp)
-    for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
-        neighbour = grey8[1 + dy: height - 1 + dy, 1 + dx: width - 1 + dx]
-        codes |= (neighbour >= centre).astype(np.intp) << bit
-    return codes
-
-
 def _texture(views: _Views) -> np.ndarray:
     grey8 = np.clip(np.rint(views.grey * 255.0), 0, 255).astype(np.uint8)
-    codes = _UNIFORM_LBP[_lbp_codes(grey8)]
+    codes = imaging.UNIFORM_LBP[imaging.lbp_codes(grey8)]
     lbp = np.bincount(codes.ravel(), minlength=LBP_POINTS + 2) / codes.size
     levels = (grey8 // (256 // GLCM_LEVELS)).astype(np.uint8)
     histogram = np.bincount(levels.ravel(), minlength=GLCM_LEVELS) / levels.size
     entropy = -np.sum(histogram[histogram > 0] * np.log2(histogram[histogram > 0]))
     matrix = feature.graycomatrix(levels, GLCM_DISTANCES, (0.0, np.pi / 2), levels=GLCM_LEVELS,
                                   symmetric=True, normed=True)
-    props = [feature.graycoprops(matrix, prop).mean(axis=1) for prop in GLCM_PROPS]
-    return np.concatenate([lbp, [entropy], np.stack(props, axis=1).ravel()])
+    return np.concatenate([lbp, [entropy], imaging.glcm_props(matrix).ravel()])
+
+
+def _colour_lbp(views: _Views) -> np.ndarray:
+    channels = (views.saturation, views.value, views.lab[..., 1] / 255.0 + 0.5)
+    histograms = []
+    for channel in channels:
+        channel8 = np.clip(np.rint(channel * 255.0), 0, 255).astype(np.uint8)
+        codes = imaging.UNIFORM_LBP[imaging.lbp_codes(channel8)]
+        histograms.append(np.bincount(codes.ravel(), minlength=LBP_POINTS + 2) / codes.size)
+    return np.concatenate(histograms)
+
+
+@cache
+def _spectrum_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ring x orientation bin of every frequency of an FFT (-1 outside the rings), and a window."""
+    rows = np.fft.fftfreq(height)[:, None] * height
+    cols = np.fft.fftfreq(width)[None, :] * width
+    radius = np.hypot(rows, cols)
+    ring = np.digitize(radius, SPECTRUM_RADII) - 1
+    angle = np.mod(np.arctan2(rows, cols), np.pi)
+    orientation = np.minimum((angle / np.pi * SPECTRUM_ORIENTATIONS).astype(np.intp),
+                             SPECTRUM_ORIENTATIONS - 1)
+    rings = len(SPECTRUM_RADII) - 1
+    bins = np.where((ring >= 0) & (ring < rings), ring * SPECTRUM_ORIENTATIONS + orientation, -1)
+    window = np.outer(np.hanning(height), np.hanning(width))
+    return bins.ravel(), window
+
+
+def _spectrum(views: _Views) -> np.ndarray:
+    bins, window = _spectrum_bins(*views.grey.shape)
+    power = np.abs(np.fft.fft2((views.grey - views.grey.mean()) * window)) ** 2
+    inside = bins >= 0
+    n_bins = (len(SPECTRUM_RADII) - 1) * SPECTRUM_ORIENTATIONS
+    totals = np.bincount(bins[inside], weights=power.ravel()[inside], minlength=n_bins)
+    counts = np.bincount(bins[inside], minlength=n_bins)
+    return np.log(totals / np.maximum(counts, 1) + 1e-9)
 
 
 def _centre(array: np.ndarray) -> np.ndarray:
@@ -273,8 +247,8 @@ def _hog(views: _Views) -> np.ndarray:
 
 
 _GROUP_FUNCTIONS: dict[str, Callable[[_Views], np.ndarray]] = {
-    "colour": _colour, "hue": _hue, "texture": _texture, "composition": _composition,
-    "layout": _layout, "hog": _hog,
+    "colour": _colour, "hue": _hue, "texture": _texture, "colour_lbp": _colour_lbp,
+    "spectrum": _spectrum, "composition": _composition, "layout": _layout, "hog": _hog,
 }
 
 
@@ -292,6 +266,13 @@ def _group_names(group: str, *, image_size: int = 100) -> tuple[str, ...]:
     if group == "texture":
         return (tuple(f"lbp_u{code}" for code in range(LBP_POINTS + 2)) + ("grey_entropy",)
                 + tuple(f"glcm_{prop}_d{d}" for d in GLCM_DISTANCES for prop in GLCM_PROPS))
+    if group == "colour_lbp":
+        return tuple(f"lbp_{channel}_u{code}" for channel in ("s", "v", "a")
+                     for code in range(LBP_POINTS + 2))
+    if group == "spectrum":
+        return tuple(f"spectrum_r{ring}_o{orientation * 180 // SPECTRUM_ORIENTATIONS:03d}"
+                     for ring in range(len(SPECTRUM_RADII) - 1)
+                     for orientation in range(SPECTRUM_ORIENTATIONS))
     if group == "composition":
         return ("grad_mean", "edge_density", "edge_centre_ratio", "laplace_var",
                 "laplace_centre_ratio", "thirds_s_centre_minus_all", "thirds_v_centre_minus_all",
@@ -306,14 +287,14 @@ def _group_names(group: str, *, image_size: int = 100) -> tuple[str, ...]:
         return tuple(f"hog_b{br}_{bc}_c{cr}_{cc}_o{o}" for br in range(blocks[0])
                      for bc in range(blocks[1]) for cr in range(HOG_CELLS_PER_BLOCK[0])
                      for cc in range(HOG_CELLS_PER_BLOCK[1]) for o in range(HOG_ORIENTATIONS))
-    raise ValueError(f"unknown affect group {group!r}; choose from {AFFECT_GROUPS}")
+    raise ValueError(f"unknown affect group {group!r}; choose from {ALL_GROUPS}")
 
 
 def _check_groups(groups: Sequence[str]) -> tuple[str, ...]:
     groups = tuple(groups)
     unknown = [g for g in groups if g not in _GROUP_FUNCTIONS]
     if unknown or not groups:
-        raise ValueError(f"groups must be a non-empty subset of {AFFECT_GROUPS}, got {groups}")
+        raise ValueError(f"groups must be a non-empty subset of {ALL_GROUPS}, got {groups}")
     return groups
 
 

@@ -8,11 +8,11 @@ from skimage import color
 
 from artsy.affect import (
     AFFECT_GROUPS,
+    ALL_GROUPS,
     affect_feature_names,
     affect_features,
-    rgb_to_hsv,
-    rgb_to_lab,
 )
+from artsy.imaging import glcm_props, rgb_to_hsv, rgb_to_lab
 from artsy.testing import sample_photos
 
 
@@ -30,23 +30,48 @@ def _value(image: np.ndarray, name: str) -> float:
 
 
 def test_group_lengths_and_names_are_unique():
-    lengths = {group: len(affect_feature_names([group])) for group in AFFECT_GROUPS}
-    assert lengths == {"colour": 28, "hue": 12, "texture": 21, "composition": 12, "layout": 27,
-                       "hog": 324}
+    lengths = {group: len(affect_feature_names([group])) for group in ALL_GROUPS}
+    assert lengths == {"colour": 28, "hue": 12, "texture": 21, "colour_lbp": 30, "spectrum": 16,
+                       "composition": 12, "layout": 27, "hog": 324}
     names = affect_feature_names()
-    assert len(names) == sum(lengths.values()) == len(set(names))
+    assert len(names) == sum(lengths[group] for group in AFFECT_GROUPS) == 119
+    assert len(set(affect_feature_names(ALL_GROUPS))) == 470
 
 
 def test_groups_concatenate_in_order(photo):
     full = affect_features(photo)
     parts = [affect_features(photo, groups=[group]) for group in AFFECT_GROUPS]
     np.testing.assert_array_equal(full, np.concatenate(parts))
+    everything = affect_features(photo, groups=ALL_GROUPS)
+    assert everything.shape == (470,) and np.array_equal(everything[:119], full)
 
 
 def test_colour_conversions_match_skimage(photo):
     np.testing.assert_allclose(rgb_to_lab(photo), color.rgb2lab(photo), atol=1e-6)
     np.testing.assert_allclose(np.stack(rgb_to_hsv(photo / 255.0), axis=-1), color.rgb2hsv(photo),
                                atol=1e-12)
+
+
+def test_glcm_props_match_skimage(photo):
+    from skimage import feature
+
+    levels = (color.rgb2gray(photo) * 15).astype(np.uint8)
+    matrix = feature.graycomatrix(levels, (1, 4), (0.0, np.pi / 2), levels=16, symmetric=True,
+                                  normed=True)
+    expected = np.stack([feature.graycoprops(matrix, prop).mean(axis=1) for prop in
+                         ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")],
+                        axis=1)
+    np.testing.assert_allclose(glcm_props(matrix), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_spectrum_sees_stripe_orientation():
+    rows = np.sin(np.arange(100) * 2 * np.pi * 8 / 100)  # 8 cycles down the image
+    stripes = np.repeat(((rows[:, None] + 1) * 127.5).astype(np.uint8)[..., None], 3, axis=2)
+    stripes = np.broadcast_to(stripes, (100, 100, 3)).copy()
+    names = affect_feature_names(["spectrum"])
+    values = dict(zip(names, affect_features(stripes, groups=["spectrum"]), strict=True))
+    # Power at 8 cycles/image lies in ring 1 (6-12); horizontal stripes vary along rows (90°).
+    assert max(values, key=values.get) == "spectrum_r1_o090"
 
 
 @pytest.mark.parametrize("fill", [0, 128, 255])
@@ -75,6 +100,7 @@ def test_texture_and_edges_respond_to_detail(photo):
     flat = np.full_like(photo, 90)
     assert _value(flat, "edge_density") == 0.0 < _value(photo, "edge_density")
     assert _value(flat, "lbp_u8") == 1.0  # every pixel equals all its neighbours
+    assert _value(flat, "lbp_s_u8") == 1.0 and _value(flat, "lbp_a_u8") == 1.0
 
 
 def test_mirror_symmetric_image_has_no_left_right_asymmetry(photo):
