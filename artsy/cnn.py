@@ -56,12 +56,11 @@ def configure_tensorflow(*, intra_op_threads: int | None = None,
     Raises
     ------
     ValueError
-        If a thread count is given and is smaller than 1.
+        If a thread count is smaller than 1.
 
     Notes
     -----
-    TensorFlow fixes these settings when it first runs an op; a later call cannot change them.
-    That case is logged, not raised, so actors and tests may call this freely.
+    TensorFlow fixes these when it first runs an op; a later change is logged, not raised.
     """
     for name, value in (("intra_op_threads", intra_op_threads),
                         ("inter_op_threads", inter_op_threads)):
@@ -168,9 +167,7 @@ def build_cnn(input_shape: Sequence[int] = (100, 100, 3), num_classes: int = 2, 
     Parameters
     ----------
     input_shape : tuple of int, default=(100, 100, 3)
-        ``(height, width, channels)`` of the images.
     num_classes : int, default=2
-        Softmax outputs.
     widths : sequence of int, default=(24, 48, 96, 128)
         Channels of each stage.
     downsample : int, default=4
@@ -178,10 +175,8 @@ def build_cnn(input_shape: Sequence[int] = (100, 100, 3), num_classes: int = 2, 
         net sees colour, light and layout, which carry affect, and costs 16x less than at 100x100.
     dropout : float, default=0.3
         Dropout before the classifier.
-    weight_decay : float, default=1e-2
-        AdamW decoupled weight decay.
-    learning_rate : float, default=1e-3
-        AdamW learning rate.
+    weight_decay, learning_rate : float, default=1e-2, 1e-3
+        AdamW settings.
     augment : bool, default=True
         Include the augmentation layers (active in training only).
     seed : int or None, default=None
@@ -253,13 +248,10 @@ def train_cnn(model: Any, images: np.ndarray, labels: np.ndarray, *,
         Held-out images (e.g. a grouped inner split of the training fold, made by the caller).
         With it, training stops after ``patience`` epochs without a lower validation loss and
         the best epoch's weights are restored. Without it, exactly ``epochs`` epochs run.
-    epochs : int, default=40
-        Upper bound on epochs.
-    batch_size : int, default=32
+    epochs, batch_size, patience : int, default=40, 32, 10
+        Upper bound on epochs; images per step; early-stopping patience in epochs.
     seed : int, default=1337
         Seeds shuffling, dropout and augmentation (``keras.utils.set_random_seed``).
-    patience : int, default=10
-        Early-stopping patience in epochs.
     checkpoint_path : str, Path or None, default=None
         Where ``ModelCheckpoint`` saves the best model (a ``.keras`` file).
     class_weight : "balanced", dict or None, default="balanced"
@@ -268,7 +260,6 @@ def train_cnn(model: Any, images: np.ndarray, labels: np.ndarray, *,
     deterministic : bool, default=True
         Turn on TensorFlow's op determinism (process-wide; slower on GPU).
     verbose : int, default=0
-        Keras progress output.
 
     Returns
     -------
@@ -350,7 +341,7 @@ def predict_positive(model: Any, images: np.ndarray, *, batch_size: int = 64) ->
     Raises
     ------
     ValueError
-        If ``batch_size < 1`` or the images do not match the model's input shape.
+        If ``batch_size < 1`` or the images do not match the model's input.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -455,6 +446,7 @@ def _check_labelled(model: Any, images: np.ndarray, labels: np.ndarray,
 
 def _class_weight(class_weight: str | dict[int, float] | None, labels: np.ndarray,
                   num_classes: int) -> dict[int, float] | None:
+    """The ``class_weight`` dict for ``fit``: "balanced" is ``n / (n_classes * count)``."""
     if class_weight is None or isinstance(class_weight, dict):
         return class_weight
     if class_weight != "balanced":
