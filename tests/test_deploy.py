@@ -229,7 +229,9 @@ step() {  # step NAME COMMAND...: run with a time limit, log, record "NAME RC MI
 step token ray get-auth-token --generate &&
 step up ray up -y --no-config-cache "$T/cluster.yaml" &&
 step submit ray submit "$T/cluster.yaml" "$ROOT/jobs/classify.py" -- \
-    --input "$T/node-home/artsy/examples/images" --output "$T/labels" $MODEL_ARGS
+    --input "$T/node-home/artsy/examples/images" --output "$T/labels" $MODEL_ARGS &&
+step submit_bad ray submit "$T/cluster.yaml" "$ROOT/jobs/classify.py" -- \
+    --input "$T/no-such-folder" --output "$T/labels-bad" $MODEL_ARGS
 step down ray down -y "$T/cluster.yaml"
 sleep 2
 # What `ray down` left running (it prints "ray: command not found" and exits 0 when the
@@ -384,6 +386,10 @@ def test_ray_up_submit_down_over_ssh_with_cluster_yaml(model_args, tmp_path, ray
     assert list(site_packages.glob("__editable__*artsy*")), "setup did not pip-install ~/artsy"
     assert re.search(r"images seen\s+12\b", (work / "submit.log").read_text()), report
     _check_output(work / "labels")
+    # A job that fails (here: exit 2, missing input) fails `ray submit`, so cron/systemd see it.
+    assert steps["submit_bad"][0] != 0, report
+    assert "classify.py: error" in (work / "submit_bad.log").read_text()
+    assert not (work / "labels-bad").exists()
     assert (work / "left").read_text() == "", "ray down left Ray running on the node"
     # Nothing the namespace started survives it, and the Ray outside never noticed.
     assert not [command for _, _, command in _processes() if str(work) in command]
