@@ -154,11 +154,17 @@ def validate_job(config: JobConfig) -> JobPlan:
     bundle = load_bundle(config.model)
     location = output.locate(config.output)
     output.check_writable(location)
+    expected = list(bundle.manifest["feature_set"].get("names", []))
+    computed = list(feature_names(bundle.feature_set))
+    if expected and expected != computed:
+        raise ValueError(f"model bundle {bundle.path} was trained on {len(expected)} "
+                         f"'{bundle.feature_set}' features but this artsy computes "
+                         f"{len(computed)} different ones; retrain it with jobs/train.py")
     models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.cnn_member else ())
     return JobPlan(run_date=run_date, model_version=bundle.version,
                    feature_set=bundle.feature_set, models=models, cnn=bundle.cnn_member,
                    image_size=bundle.image_size,
-                   n_features=len(feature_names(bundle.feature_set)), location=location)
+                   n_features=len(computed), location=location)
 
 
 def _cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, float, float]:

@@ -18,11 +18,13 @@ import polars as pl
 import pyarrow.dataset
 import pytest
 
+from artsy.discover import discover
 from artsy.schema import output_schema
 from artsy.testing import write_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "jobs" / "classify.py"
+EXAMPLES = ROOT / "examples" / "images"
 #: Bound on any one job subprocess; a hung job fails the test instead of the CI run.
 JOB_TIMEOUT = 240
 
@@ -98,7 +100,7 @@ REASONS = {"zero_bytes.jpg": "empty file", "truncated_60pct.jpg": "corrupt image
 
 
 @pytest.mark.slow
-def test_job_on_hostile_corpus_and_photos_from_another_folder(tmp_path, badinputs_script,
+def test_job_on_hostile_corpus_examples_and_generated_photos(tmp_path, badinputs_script,
                                                              job_bundle):
     corpus, photos, out = tmp_path / "corpus", tmp_path / "photos", tmp_path / "labels"
     subprocess.run([sys.executable, str(badinputs_script), str(corpus)], check=True,
@@ -109,7 +111,10 @@ def test_job_on_hostile_corpus_and_photos_from_another_folder(tmp_path, badinput
         handle.write((photos / "photo_000000.jpg").read_bytes())
     home = tmp_path / "home"  # like `ray submit`: run from elsewhere, only the script path
     home.mkdir()
-    result = _classify("--input", str(corpus), "--input", str(photos), "--output", str(out),
+    examples = discover([str(EXAMPLES)])
+    assert len(examples) >= 12
+    result = _classify("--input", str(corpus), "--input", str(photos), "--input", str(EXAMPLES),
+                       "--output", str(out),
                        "--model", str(job_bundle), "--run-date", "2026-04-01",
                        "--batch-size", "16", cwd=home)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -128,7 +133,8 @@ def test_job_on_hostile_corpus_and_photos_from_another_folder(tmp_path, badinput
             assert rows[path]["status"] == "error", entry["file"]
             assert REASONS[entry["file"]] in rows[path]["error"], rows[path]["error"]
     assert f"{photos}/odd \\xff name.jpg" in rows
-    expected_rows = sum(entry["expected"] != "skip" for entry in manifest) + 7
+    assert all(rows[item.path]["status"] == "ok" for item in examples)
+    expected_rows = sum(entry["expected"] != "skip" for entry in manifest) + 7 + len(examples)
     assert table.num_rows == len(rows) == expected_rows
 
     assert table.schema.remove(table.schema.get_field_index("run_date")).equals(
@@ -226,11 +232,13 @@ GPU_SCRIPT = textwrap.dedent("""
         while not done.is_set():
             seen.append(ray.available_resources().get("GPU", 0.0))
             time.sleep(0.2)
-    watcher = threading.Thread(target=watch)
+    watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     actors, gpus, cpus = pipeline.check_cluster(config)
-    summary = pipeline.run_job(config)
-    done.set()
+    try:
+        summary = pipeline.run_job(config)
+    finally:
+        done.set()
     watcher.join()
     print(json.dumps({"plan": [actors, gpus], "min_free_gpu": min(seen),
                       "processed": summary.processed, "gpus": summary.gpus}))

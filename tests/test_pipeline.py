@@ -159,3 +159,16 @@ def test_job_survives_a_killed_ray_worker(ray_session, tmp_path, job_bundle_clas
     table = _table(tmp_path / "labels")
     assert summary.processed == table.num_rows == 40
     assert set(table.column("status").to_pylist()) == {"ok"}
+
+
+def test_validate_job_refuses_a_bundle_trained_on_other_features(photos, tmp_path,
+                                                                 job_bundle_classical):
+    import json
+    import shutil
+
+    bundle = Path(shutil.copytree(job_bundle_classical, tmp_path / "bundle"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["feature_set"]["names"] = manifest["feature_set"]["names"][:5]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="trained on 5 'affect' features"):
+        pipeline.validate_job(_config([photos], tmp_path / "labels", bundle))
