@@ -105,7 +105,8 @@ def train(data: Path, scratch: Path, cpus: int, timeout: float) -> dict:
     shutil.rmtree(output, ignore_errors=True)
     command = [common.python(), "jobs/train.py", "--data", str(data), "--out", str(output)]
     result = run_sampled(command, cpus=cpus, timeout=timeout)
-    result["minutes"] = round(result["seconds"] / 60, 2)
+    if result["returncode"] == 0:  # a failed run's time is no training time
+        result["minutes"] = round(result["seconds"] / 60, 2)
     result["bundle_files"] = sorted(str(path.relative_to(output))
                                     for path in output.rglob("*") if path.is_file())[:50]
     return result
