@@ -366,8 +366,10 @@ def test_ray_up_submit_down_over_ssh_with_cluster_yaml(model_args, tmp_path, ray
              _LAUNCHER_SESSION],
             env=env, capture_output=True, text=True, timeout=2400)
     finally:  # Ray's SSH control-socket folder, outside the private mounts
-        shutil.rmtree(f"/tmp/ray_ssh_{_sha(getpass.getuser())}/{_sha(cluster['cluster_name'])}",
-                      ignore_errors=True)
+        control = Path(f"/tmp/ray_ssh_{_sha(getpass.getuser())}")
+        shutil.rmtree(control / _sha(cluster["cluster_name"]), ignore_errors=True)
+        if control.is_dir() and not any(control.iterdir()):
+            control.rmdir()
     steps = _steps(work)
 
     def log(name: str) -> str:
