@@ -135,7 +135,7 @@ def test_train_cnn_bundle_labels_new_images(cnn_run, tmp_path):
     probs = bundle.predict_classical(extract_features(images, bundle.feature_set))
     probs["cnn"] = predict_positive(bundle.load_cnn(), images, batch_size=4)
     combined = bundle.combine(probs)
-    assert combined.shape == (5,) and np.all((combined > 0) & (combined < 1))
+    assert combined.shape == (5,) and np.all((combined >= 0) & (combined <= 1))
     np.testing.assert_array_equal(combined, bundle.combine(probs))
 
 
