@@ -92,6 +92,8 @@ def folder_files(folder: Path, count: int) -> list[Path]:
     files = sorted(path for path in folder.rglob("*")
                    if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file()
                    and not path.name.startswith("."))
+    if not files:
+        raise ValueError(f"{folder} holds no images (extensions {', '.join(IMAGE_EXTENSIONS)})")
     if len(files) < count:
         raise ValueError(f"{folder} holds {len(files)} images, fewer than --n {count}; "
                          f"pass --n {len(files)} or less")

@@ -95,6 +95,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.n < 1 or arguments.cpus < 1 or arguments.batch_size < 1:
         parser.error("--n, --cpus and --batch-size must be >= 1")
+    if arguments.data is not None and not arguments.data.is_dir():
+        parser.error(f"--data {arguments.data} is not a folder")
     if arguments.only:
         parts = tuple(part.strip() for part in arguments.only.split(",") if part.strip())
         unknown = sorted(set(parts) - set(ALL_PARTS))
@@ -149,13 +151,17 @@ def prepare_sets(arguments: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the selected parts, print the JSON document; return 0."""
+    """Run the selected parts, print the JSON document; return 0 (2: bad photo folder)."""
     arguments = parse_arguments(argv)
     scratch = arguments.scratch
     scratch.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     _log(f"preparing photos (n={arguments.n}, data={arguments.data})")
-    sets = prepare_sets(arguments)
+    try:
+        sets = prepare_sets(arguments)
+    except ValueError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
     settings = {"n": arguments.n, "data": str(arguments.data) if arguments.data else None,
                 "cpus": arguments.cpus, "batch_size": arguments.batch_size,
                 "parts": list(arguments.parts), "gpu": arguments.gpu, "seed": arguments.seed,
