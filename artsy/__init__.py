@@ -1,6 +1,44 @@
-"""artsy: label the emotion (positive / negative affect) that images evoke, in batch, on Ray."""
+"""artsy: label the emotion (positive / negative affect) that images evoke, in batch, on Ray.
+
+Heavy modules (Ray, TensorFlow, scikit-learn) are imported lazily: ``import artsy`` is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from artsy.config import EMOTIONS, ArtsyConfig, JobConfig, TrainConfig
 
-__all__ = ["EMOTIONS", "ArtsyConfig", "JobConfig", "TrainConfig"]
+__all__ = [
+    "EMOTIONS",
+    "ArtsyConfig",
+    "JobConfig",
+    "TrainConfig",
+    "decode_image",
+    "extract_features",
+    "load_bundle",
+    "run_job",
+    "validate_job",
+    "train",
+    "OUTPUT_SCHEMA",
+    "output_schema",
+]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "decode_image": "artsy.io",
+    "extract_features": "artsy.features",
+    "load_bundle": "artsy.bundle",
+    "run_job": "artsy.pipeline",
+    "validate_job": "artsy.pipeline",
+    "train": "artsy.train",
+    "OUTPUT_SCHEMA": "artsy.schema",
+    "output_schema": "artsy.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'artsy' has no attribute {name!r}")
