@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -18,7 +19,7 @@ import numpy as np
 
 from benchmarks import baselines, common
 
-#: The feature set the job uses by default.
+#: The default feature set (used when no model bundle names one).
 FEATURE_SET = "affect"
 #: Side of the decoded square image.
 IMAGE_SIZE = 100
@@ -40,7 +41,7 @@ def featurize_local(batch: dict[str, np.ndarray], *, image_size: int = IMAGE_SIZ
             "features": extract_features(pixels, feature_set)}
 
 
-def stage() -> tuple[Callable, str]:
+def stage(feature_set: str = FEATURE_SET) -> tuple[Callable, str]:
     """Return the job's decode + features stage function and its name.
 
     ``artsy.predict.decode_and_featurize`` (what the job runs) when it exists, else
@@ -48,8 +49,8 @@ def stage() -> tuple[Callable, str]:
     """
     common.need("artsy.io", "decode_image")
     module = common.need("artsy.features", "extract_features", "FEATURE_SETS", "feature_names")
-    if FEATURE_SET not in module.FEATURE_SETS:
-        raise common.Skip(f"artsy.features has no {FEATURE_SET!r} feature set yet")
+    if feature_set not in module.FEATURE_SETS:
+        raise common.Skip(f"artsy.features has no {feature_set!r} feature set yet")
     try:
         predict = common.need("artsy.predict", "decode_and_featurize")
     except common.Skip:
@@ -62,30 +63,31 @@ def _batch(paths: list[str]) -> dict[str, np.ndarray]:
             "location": np.array([path.encode() for path in paths], dtype=object)}
 
 
-def run_stage(paths: list[str]) -> int:
+def run_stage(paths: list[str], feature_set: str = FEATURE_SET) -> int:
     """Run the stage over one batch of ``paths`` in this process; return the rows made."""
-    function, _ = stage()
-    return len(function(_batch(paths), image_size=IMAGE_SIZE, feature_set=FEATURE_SET)["path"])
+    function, _ = stage(feature_set)
+    return len(function(_batch(paths), image_size=IMAGE_SIZE, feature_set=feature_set)["path"])
 
 
-def _ray_features(ray: object, paths: list[str], batch_size: int) -> int:
+def _ray_features(ray: object, paths: list[str], batch_size: int, feature_set: str) -> int:
     """Run the stage over ``paths`` as Ray Data function tasks; return the row count."""
-    function, _ = stage()
+    function, _ = stage(feature_set)
     items = [{"path": path, "location": path.encode()} for path in paths]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(paths) // batch_size)))
     dataset = dataset.map_batches(function, batch_size=batch_size, batch_format="numpy",
                                   num_cpus=1, fn_kwargs={"image_size": IMAGE_SIZE,
-                                             "feature_set": FEATURE_SET})
+                                             "feature_set": feature_set})
     return sum(len(batch["path"]) for batch in
                dataset.iter_batches(batch_size=None, batch_format="numpy"))
 
 
-def _ray_rate(paths: list[str], cpus: int, batch_size: int) -> dict:
+def _ray_rate(paths: list[str], cpus: int, batch_size: int, feature_set: str) -> dict:
     ray = common.start_ray(cpus)
     try:
-        _ray_features(ray, paths[: cpus * batch_size], batch_size)  # warm-up: workers, imports
+        # Warm-up: workers started, imports done.
+        _ray_features(ray, paths[: cpus * batch_size], batch_size, feature_set)
         start = time.perf_counter()
-        rows = _ray_features(ray, paths, batch_size)
+        rows = _ray_features(ray, paths, batch_size, feature_set)
         seconds = time.perf_counter() - start
     finally:
         ray.shutdown()
@@ -94,26 +96,39 @@ def _ray_rate(paths: list[str], cpus: int, batch_size: int) -> dict:
     return {**common.rate(len(paths), seconds), "cpus": cpus}
 
 
-def features(paths: list[str], cpus: int, batch_size: int) -> dict:
-    """(c) artsy's features-only path: one process, process pool, Ray with 1 and ``cpus`` CPUs."""
-    _, stage_name = stage()
+def bundle_feature_set(model: str | None) -> str:
+    """Return the feature set of bundle ``model`` (``None``: the shipped one), else the default."""
+    try:
+        return common.need("artsy.bundle", "load_bundle").load_bundle(model).feature_set
+    except Exception:  # noqa: BLE001 - no bundle yet: measure the default set
+        return FEATURE_SET
+
+
+def features(paths: list[str], cpus: int, batch_size: int, *, model: str | None = None) -> dict:
+    """(c) artsy's features-only path: one process, process pool, Ray with 1 and ``cpus`` CPUs.
+
+    The feature set is the one of the bundle the job would use (``model``), else ``affect``.
+    """
+    feature_set = bundle_feature_set(model)
+    _, stage_name = stage(feature_set)
     from artsy.features import feature_names
 
+    work = functools.partial(run_stage, feature_set=feature_set)
     batches = [paths[start:start + batch_size] for start in range(0, len(paths), batch_size)]
     result = {
-        "feature_set": FEATURE_SET,
-        "features_per_image": len(feature_names(FEATURE_SET)),
+        "feature_set": feature_set,
+        "features_per_image": len(feature_names(feature_set)),
         "stage": stage_name,
         "batch_size": batch_size,
-        "one_process": common.loop_rate(run_stage, batches, images=len(paths), warmup_items=1),
-        "pool_all_cpus": common.pool_rate(run_stage, batches, cpus, images=len(paths),
+        "one_process": common.loop_rate(work, batches, images=len(paths), warmup_items=1),
+        "pool_all_cpus": common.pool_rate(work, batches, cpus, images=len(paths),
                                           warmup_items=cpus),
-        "ray_all_cpus": _ray_rate(paths, cpus, batch_size),
+        "ray_all_cpus": _ray_rate(paths, cpus, batch_size, feature_set),
     }
     if cpus > 1:
-        result["pool_1_cpu"] = common.pool_rate(run_stage, batches, 1, images=len(paths),
+        result["pool_1_cpu"] = common.pool_rate(work, batches, 1, images=len(paths),
                                                 warmup_items=1)
-        result["ray_1_cpu"] = _ray_rate(paths, 1, batch_size)
+        result["ray_1_cpu"] = _ray_rate(paths, 1, batch_size, feature_set)
     return result
 
 

@@ -31,7 +31,7 @@ PARTS = {
     "floor": lambda spec: baselines.floor(_paths(spec), spec["cpus"]),
     "notebook": lambda spec: baselines.notebook_loop(_paths(spec)),
     "features": lambda spec: artsy_paths.features(_paths(spec), spec["cpus"],
-                                                  spec["batch_size"]),
+                                                  spec["batch_size"], model=spec.get("model")),
     "cnn": lambda spec: cnn_actor.cnn(_paths(spec), spec["cpus"], spec["batch_size"],
                                         Path(spec["scratch"]), gpu=spec.get("gpu", False),
                                         model=spec.get("model")),
