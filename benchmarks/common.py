@@ -53,16 +53,6 @@ def rate(count: int, seconds: float) -> dict:
             "images_per_s": round(count / seconds, 2) if seconds > 0 else None}
 
 
-def timed(work: Callable[[], object], count: int, *, warmup: Callable[[], object] | None = None
-          ) -> dict:
-    """Run ``warmup`` (untimed), then time ``work`` over ``count`` images."""
-    if warmup is not None:
-        warmup()
-    start = time.perf_counter()
-    work()
-    return rate(count, time.perf_counter() - start)
-
-
 def cpu_model() -> str:
     """Return the CPU model name from ``/proc/cpuinfo`` (or :func:`platform.processor`)."""
     try:
@@ -114,7 +104,7 @@ def machine_info() -> dict:
     }
 
 
-def child_environment(cpus: int | None = None) -> dict[str, str]:
+def child_environment() -> dict[str, str]:
     """Return ``os.environ`` plus the repository on ``PYTHONPATH`` and quiet Ray/TF settings."""
     environment = dict(os.environ)
     paths = [str(ROOT)] + [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]

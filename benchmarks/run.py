@@ -72,6 +72,7 @@ def _log(message: str) -> None:
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line; ``.parts`` holds the parts to run, in order."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="photos (default %(default)s)")
