@@ -30,10 +30,20 @@ def separable() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y, np.arange(80) // 2
 
 
+def _small(name: str, random_state: int):
+    """The real factory, with fewer trees / boosting rounds so the tests stay fast."""
+    model = make_classifier(name, random_state=random_state)
+    if name == "rf":
+        model.set_params(estimator__rf__n_estimators=30)
+    if name == "hgb":
+        model.set_params(estimator__hgb__max_iter=30)
+    return model
+
+
 @pytest.mark.parametrize("name", CLASSICAL_MODELS)
 def test_fit_tunes_and_predicts_probabilities(separable, name):
     X, y, groups = separable
-    model = make_classifier(name, random_state=0).fit(X, y, groups=groups)
+    model = _small(name, random_state=0).fit(X, y, groups=groups)
     assert isinstance(model.best_estimator_, Pipeline)
     probs = model.predict_proba(X)
     assert probs.shape == (80, 2) and np.allclose(probs.sum(axis=1), 1.0)
@@ -45,8 +55,8 @@ def test_fit_tunes_and_predicts_probabilities(separable, name):
 @pytest.mark.parametrize("name", ["rf", "svm", "hgb"])
 def test_same_random_state_same_probabilities(separable, name):
     X, y, groups = separable
-    first = make_classifier(name, random_state=3).fit(X, y, groups=groups).predict_proba(X)
-    second = make_classifier(name, random_state=3).fit(X, y, groups=groups).predict_proba(X)
+    first = _small(name, random_state=3).fit(X, y, groups=groups).predict_proba(X)
+    second = _small(name, random_state=3).fit(X, y, groups=groups).predict_proba(X)
     np.testing.assert_array_equal(first, second)
 
 
