@@ -279,6 +279,11 @@ class Bundle:
         return tuple(self.manifest["ensemble"]["members"])
 
     @property
+    def has_cnn(self) -> bool:
+        """Whether the bundle holds a CNN (the batch job then runs it and writes its column)."""
+        return "cnn" in self.manifest["models"]
+
+    @property
     def cnn_member(self) -> bool:
         """Whether the CNN is an ensemble member (then the batch job must run it)."""
         return "cnn" in self.members

@@ -9,10 +9,10 @@ Rules
   at ``open`` before any pixel buffer is allocated (between 1x and 2x Pillow only warns; we decode).
 - EXIF orientation is applied, so a phone photo is seen upright.
 - The first frame of an animation / the first page of a multi-page file is used.
-- Alpha (RGBA, LA, palette with ``tRNS``) is composited on white; 16-bit and 32-bit images are scaled
-  to 8 bits (not clipped); CMYK is converted by Pillow (no ICC).
-- JPEGs are decoded in draft mode (DCT scaling to at least twice the target side), which is 2x faster
-  and changes the 100x100 result by a small, tested amount.
+- Alpha (RGBA, LA, palette with ``tRNS``) is composited on white; 16-bit and 32-bit images are
+  scaled to 8 bits (not clipped); CMYK is converted by Pillow (no ICC).
+- JPEGs are decoded in draft mode (DCT scaling to at least twice the target side), which is 2x
+  faster and changes the 100x100 result by a small, tested amount.
 - A file that fails is never decoded again from the same Pillow object.
 """
 

@@ -160,9 +160,9 @@ def validate_job(config: JobConfig) -> JobPlan:
         raise ValueError(f"model bundle {bundle.path} was trained on {len(expected)} "
                          f"'{bundle.feature_set}' features but this artsy computes "
                          f"{len(computed)} different ones; retrain it with jobs/train.py")
-    models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.cnn_member else ())
+    models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.has_cnn else ())
     return JobPlan(run_date=run_date, model_version=bundle.version,
-                   feature_set=bundle.feature_set, models=models, cnn=bundle.cnn_member,
+                   feature_set=bundle.feature_set, models=models, cnn=bundle.has_cnn,
                    image_size=bundle.image_size,
                    n_features=len(computed), location=location)
 

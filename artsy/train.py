@@ -242,14 +242,15 @@ def train(config: TrainConfig) -> Path:
     run.results["ensemble"] = _ensemble_cv(run, config.models)
     combiner = _final_combiner(run)
 
+    # Every trained model is saved (the batch job writes one p_positive_<model> column each);
+    # only the ensemble members decide the label.
     classical, params = {}, {}
     for name in classical_names:
-        if name in run.members:
-            with _timed(run, f"final_{name}"):
-                classical[name], params[name] = _final_classical(name, features, data,
-                                                                 config.artsy.seed)
+        with _timed(run, f"final_{name}"):
+            classical[name], params[name] = _final_classical(name, features, data,
+                                                             config.artsy.seed)
     cnn_model = None
-    if "cnn" in run.members:
+    if "cnn" in config.models:
         with _timed(run, "final_cnn"):
             cnn_model = _final_cnn(images, data, run)
     run.seconds["total"] = time.perf_counter() - started
