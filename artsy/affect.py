@@ -49,7 +49,6 @@ from functools import cache
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 from skimage import feature
 
 from artsy import imaging
@@ -80,36 +79,40 @@ _GREY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # skimage.color.rgb2gray
 
 
 class _Views(NamedTuple):
-    """Colour spaces shared by the groups, each computed once per image."""
+    """Colour spaces shared by the groups, each computed once per batch of ``n`` images."""
 
-    rgb: np.ndarray  # (H, W, 3) float64 in [0, 1]
-    hue: np.ndarray  # (H, W) in [0, 1)
-    saturation: np.ndarray  # (H, W) in [0, 1]
-    value: np.ndarray  # (H, W) in [0, 1]
-    lab: np.ndarray  # (H, W, 3) CIE L*a*b* (D65)
-    grey: np.ndarray  # (H, W) in [0, 1]
+    rgb: np.ndarray  # (n, H, W, 3) float64 in [0, 1]
+    hue: np.ndarray  # (n, H, W) in [0, 1)
+    saturation: np.ndarray  # (n, H, W) in [0, 1]
+    value: np.ndarray  # (n, H, W) in [0, 1]
+    lab: np.ndarray  # (n, H, W, 3) CIE L*a*b* (D65)
+    grey: np.ndarray  # (n, H, W) in [0, 1]
 
 
-def _views(image: np.ndarray) -> _Views:
-    rgb = image / 255.0
+def _views(images: np.ndarray) -> _Views:
+    rgb = images / 255.0
     hue, saturation, value = imaging.rgb_to_hsv(rgb)
-    return _Views(rgb, hue, saturation, value, imaging.rgb_to_lab(image), rgb @ _GREY_WEIGHTS)
+    return _Views(rgb, hue, saturation, value, imaging.rgb_to_lab(images), rgb @ _GREY_WEIGHTS)
+
+
+_mean, _std = imaging.batch_mean, imaging.batch_std  # per-image statistics of a batch
 
 
 def _quantiles(values: np.ndarray) -> np.ndarray:
-    """``QUANTILES`` of values in [0, 1] at 1/255 resolution (lower bin edge), via a histogram."""
-    codes = np.clip(np.rint(values.ravel() * 255.0), 0, 255).astype(np.intp)
-    cumulative = np.cumsum(np.bincount(codes, minlength=256)) / codes.size
-    return np.searchsorted(cumulative, QUANTILES) / 255.0
+    """``QUANTILES`` of values in [0, 1] at 1/255 resolution (lower bin edge): ``(n, 3)``."""
+    counts = imaging.batch_bincount(imaging.to_uint8(values), 256)
+    cumulative = np.cumsum(counts, axis=1) / counts[0].sum()
+    # np.searchsorted(cumulative, q) (side="left") == number of entries below q.
+    return np.stack([(cumulative < q).sum(axis=1) for q in QUANTILES], axis=1) / 255.0
 
 
 def _colour(views: _Views) -> np.ndarray:
     saturation, value = views.saturation, views.value
-    quantiles = np.stack([_quantiles(saturation), _quantiles(value)], axis=1)
-    lab = views.lab.reshape(-1, 3)
+    n = saturation.shape[0]
+    lab = np.ascontiguousarray(np.moveaxis(views.lab.reshape(n, -1, 3), 2, 1))  # (n, 3, H * W)
     angle = 2.0 * np.pi * views.hue
-    hue_cos = float(np.mean(saturation * np.cos(angle)))
-    hue_sin = float(np.mean(saturation * np.sin(angle)))
+    hue_cos = _mean(saturation * np.cos(angle))
+    hue_sin = _mean(saturation * np.sin(angle))
     coloured = saturation > SATURATION_GREY
     degrees = views.hue * 360.0
     warm = coloured & ((degrees < 75.0) | (degrees >= 330.0))
@@ -117,52 +120,50 @@ def _colour(views: _Views) -> np.ndarray:
     rgb = views.rgb * 255.0
     red_green = rgb[..., 0] - rgb[..., 1]
     yellow_blue = 0.5 * (rgb[..., 0] + rgb[..., 1]) - rgb[..., 2]
-    colourfulness = np.hypot(red_green.std(), yellow_blue.std()) + 0.3 * np.hypot(
-        red_green.mean(), yellow_blue.mean())
-    pleasure = np.mean(0.69 * value + 0.22 * saturation)
-    arousal = np.mean(-0.31 * value + 0.60 * saturation)
-    dominance = np.mean(-0.76 * value + 0.32 * saturation)
-    return np.concatenate([
-        [saturation.mean(), saturation.std()], quantiles[:, 0],
-        [value.mean(), value.std()], quantiles[:, 1],
-        lab.mean(axis=0), lab.std(axis=0),
-        [hue_cos, hue_sin, np.hypot(hue_cos, hue_sin)],
-        [np.mean(value < VALUE_DARK), np.mean(value > VALUE_BRIGHT), np.mean(~coloured),
-         np.mean(warm), np.mean(cool), colourfulness, pleasure, arousal, dominance],
+    colourfulness = np.hypot(_std(red_green), _std(yellow_blue)) + 0.3 * np.hypot(
+        _mean(red_green), _mean(yellow_blue))
+    s_mean, v_mean = _mean(saturation), _mean(value)
+    pleasure = _mean(0.69 * value + 0.22 * saturation)
+    arousal = _mean(-0.31 * value + 0.60 * saturation)
+    dominance = _mean(-0.76 * value + 0.32 * saturation)
+    return np.column_stack([
+        s_mean, _std(saturation), _quantiles(saturation),
+        v_mean, _std(value), _quantiles(value),
+        lab.mean(axis=2), lab.std(axis=2),
+        hue_cos, hue_sin, np.hypot(hue_cos, hue_sin),
+        _mean(value < VALUE_DARK), _mean(value > VALUE_BRIGHT), _mean(~coloured),
+        _mean(warm), _mean(cool), colourfulness, pleasure, arousal, dominance,
     ])
 
 
 def _hue(views: _Views) -> np.ndarray:
     bins = np.minimum((views.hue * HUE_BINS).astype(np.intp), HUE_BINS - 1)
-    weights = np.bincount(bins.ravel(), weights=views.saturation.ravel(), minlength=HUE_BINS)
-    return weights / views.hue.size
+    return imaging.batch_bincount(bins, HUE_BINS, views.saturation) / views.hue[0].size
+
+
+def _lbp_histograms(channel8: np.ndarray) -> np.ndarray:
+    codes = imaging.UNIFORM_LBP[imaging.lbp_codes(channel8)]
+    return imaging.batch_bincount(codes, LBP_POINTS + 2) / codes[0].size
 
 
 def _texture(views: _Views) -> np.ndarray:
-    grey8 = np.clip(np.rint(views.grey * 255.0), 0, 255).astype(np.uint8)
-    codes = imaging.UNIFORM_LBP[imaging.lbp_codes(grey8)]
-    lbp = np.bincount(codes.ravel(), minlength=LBP_POINTS + 2) / codes.size
-    levels = (grey8 // (256 // GLCM_LEVELS)).astype(np.uint8)
-    histogram = np.bincount(levels.ravel(), minlength=GLCM_LEVELS) / levels.size
-    entropy = -np.sum(histogram[histogram > 0] * np.log2(histogram[histogram > 0]))
-    matrix = feature.graycomatrix(levels, GLCM_DISTANCES, (0.0, np.pi / 2), levels=GLCM_LEVELS,
-                                  symmetric=True, normed=True)
-    return np.concatenate([lbp, [entropy], imaging.glcm_props(matrix).ravel()])
+    grey8 = imaging.to_uint8(views.grey)
+    levels = grey8 // (256 // GLCM_LEVELS)
+    histogram = imaging.batch_bincount(levels, GLCM_LEVELS) / levels[0].size
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -np.sum(np.where(histogram > 0, histogram * np.log2(histogram), 0.0), axis=1)
+    props = imaging.glcm_props(imaging.glcm(levels, GLCM_LEVELS, GLCM_DISTANCES))
+    return np.column_stack([_lbp_histograms(grey8), entropy, props.reshape(len(levels), -1)])
 
 
 def _colour_lbp(views: _Views) -> np.ndarray:
     channels = (views.saturation, views.value, views.lab[..., 1] / 255.0 + 0.5)
-    histograms = []
-    for channel in channels:
-        channel8 = np.clip(np.rint(channel * 255.0), 0, 255).astype(np.uint8)
-        codes = imaging.UNIFORM_LBP[imaging.lbp_codes(channel8)]
-        histograms.append(np.bincount(codes.ravel(), minlength=LBP_POINTS + 2) / codes.size)
-    return np.concatenate(histograms)
+    return np.column_stack([_lbp_histograms(imaging.to_uint8(channel)) for channel in channels])
 
 
 @cache
-def _spectrum_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Ring x orientation bin of every frequency of an FFT (-1 outside the rings), and a window."""
+def _spectrum_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ring x orientation bin of each FFT frequency inside the rings, their flat indices, window."""
     rows = np.fft.fftfreq(height)[:, None] * height
     cols = np.fft.fftfreq(width)[None, :] * width
     radius = np.hypot(rows, cols)
@@ -172,78 +173,86 @@ def _spectrum_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
                              SPECTRUM_ORIENTATIONS - 1)
     rings = len(SPECTRUM_RADII) - 1
     bins = np.where((ring >= 0) & (ring < rings), ring * SPECTRUM_ORIENTATIONS + orientation, -1)
+    inside = np.flatnonzero(bins.ravel() >= 0)
     window = np.outer(np.hanning(height), np.hanning(width))
-    return bins.ravel(), window
+    return bins.ravel()[inside], inside, window
 
 
 def _spectrum(views: _Views) -> np.ndarray:
-    bins, window = _spectrum_bins(*views.grey.shape)
-    power = np.abs(np.fft.fft2((views.grey - views.grey.mean()) * window)) ** 2
-    inside = bins >= 0
+    grey = views.grey
+    bins, inside, window = _spectrum_bins(*grey.shape[1:])
+    centred = (grey - _mean(grey)[:, None, None]) * window
+    power = np.abs(np.fft.fft2(centred)) ** 2
     n_bins = (len(SPECTRUM_RADII) - 1) * SPECTRUM_ORIENTATIONS
-    totals = np.bincount(bins[inside], weights=power.ravel()[inside], minlength=n_bins)
-    counts = np.bincount(bins[inside], minlength=n_bins)
+    selected = power.reshape(len(grey), -1)[:, inside]
+    totals = imaging.batch_bincount(np.broadcast_to(bins, selected.shape), n_bins, selected)
+    counts = np.bincount(bins, minlength=n_bins)
     return np.log(totals / np.maximum(counts, 1) + 1e-9)
 
 
 def _centre(array: np.ndarray) -> np.ndarray:
-    height, width = array.shape[:2]
-    return array[height // 3: 2 * height // 3, width // 3: 2 * width // 3]
+    """The middle third of each image of an ``(n, H, W, ...)`` batch."""
+    height, width = array.shape[1:3]
+    return array[:, height // 3: 2 * height // 3, width // 3: 2 * width // 3]
 
 
-def _border_mask(shape: tuple[int, ...], *, width_fraction: float = 0.2) -> np.ndarray:
-    height, width = shape[:2]
-    rows, cols = max(1, int(height * width_fraction)), max(1, int(width * width_fraction))
-    mask = np.zeros((height, width), dtype=bool)
-    mask[:rows], mask[-rows:], mask[:, :cols], mask[:, -cols:] = True, True, True, True
-    return mask
-
-
-def _composition(views: _Views) -> np.ndarray:
-    grey = views.grey
-    magnitude = np.hypot(ndimage.sobel(grey, axis=0), ndimage.sobel(grey, axis=1)) / 8.0
-    edges = magnitude > EDGE_THRESHOLD
-    laplace = ndimage.laplace(grey)
-    tiny = 1e-9
-    height, width = grey.shape
-    thirds_band = np.zeros_like(edges)
+@cache
+def _composition_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule-of-thirds band and the 20 % border of an image, as boolean masks."""
+    thirds_band = np.zeros((height, width), dtype=bool)
     for line in (height // 3, 2 * height // 3):
         thirds_band[max(0, line - height // 12): line + height // 12] = True
     for line in (width // 3, 2 * width // 3):
         thirds_band[:, max(0, line - width // 12): line + width // 12] = True
-    border = _border_mask(grey.shape)
-    centre_lab = _centre(views.lab).reshape(-1, 3).mean(axis=0)
-    border_lab = views.lab[border].mean(axis=0)
+    rows, cols = max(1, int(height * 0.2)), max(1, int(width * 0.2))
+    border = np.zeros((height, width), dtype=bool)
+    border[:rows], border[-rows:], border[:, :cols], border[:, -cols:] = True, True, True, True
+    return thirds_band, border
+
+
+def _composition(views: _Views) -> np.ndarray:
+    grey = views.grey
+    n, height, width = grey.shape
+    magnitude = np.hypot(imaging.sobel(grey, 1), imaging.sobel(grey, 2)) / 8.0
+    edges = magnitude > EDGE_THRESHOLD
+    laplace = imaging.laplace(grey)
+    tiny = 1e-9
+    thirds_band, border = _composition_masks(height, width)
+    centre_lab = _centre(views.lab).reshape(n, -1, 3).mean(axis=1)
+    border_lab = views.lab[:, border].mean(axis=1)
     value = views.value
-    return np.array([
-        magnitude.mean(),
-        edges.mean(),
-        _centre(magnitude).mean() / (magnitude.mean() + tiny),
-        laplace.var(),
-        _centre(laplace).var() / (laplace.var() + tiny),
-        _centre(views.saturation).mean() - views.saturation.mean(),
-        _centre(value).mean() - value.mean(),
-        np.linalg.norm(centre_lab - border_lab),
-        np.abs(grey - grey[:, ::-1]).mean(),
-        np.abs(grey - grey[::-1, :]).mean(),
-        (edges & thirds_band).sum() / (edges.sum() + tiny),
-        abs(value[: height // 2].mean() - value[height // 2:].mean()),
+    magnitude_mean, laplace_var = _mean(magnitude), laplace.reshape(n, -1).var(axis=1)
+    return np.column_stack([
+        magnitude_mean,
+        _mean(edges),
+        _mean(_centre(magnitude)) / (magnitude_mean + tiny),
+        laplace_var,
+        _centre(laplace).reshape(n, -1).var(axis=1) / (laplace_var + tiny),
+        _mean(_centre(views.saturation)) - _mean(views.saturation),
+        _mean(_centre(value)) - _mean(value),
+        np.linalg.norm(centre_lab - border_lab, axis=1),
+        _mean(np.abs(grey - grey[:, :, ::-1])),
+        _mean(np.abs(grey - grey[:, ::-1, :])),
+        (edges & thirds_band).reshape(n, -1).sum(axis=1) / (edges.reshape(n, -1).sum(axis=1)
+                                                           + tiny),
+        np.abs(_mean(value[:, : height // 2]) - _mean(value[:, height // 2:])),
     ])
 
 
 def _layout(views: _Views) -> np.ndarray:
-    height, width = views.grey.shape
+    n, height, width = views.grey.shape
     rows = np.array_split(np.arange(height), LAYOUT_GRID)
     cols = np.array_split(np.arange(width), LAYOUT_GRID)
-    cells = [views.lab[r[0]: r[-1] + 1, c[0]: c[-1] + 1].reshape(-1, 3).mean(axis=0)
+    cells = [views.lab[:, r[0]: r[-1] + 1, c[0]: c[-1] + 1].reshape(n, -1, 3).mean(axis=1)
              for r in rows for c in cols]
-    return np.concatenate(cells)
+    return np.concatenate(cells, axis=1)
 
 
 def _hog(views: _Views) -> np.ndarray:
-    return feature.hog(views.grey, orientations=HOG_ORIENTATIONS,
-                       pixels_per_cell=HOG_PIXELS_PER_CELL, cells_per_block=HOG_CELLS_PER_BLOCK,
-                       block_norm="L2-Hys", feature_vector=True)
+    return np.stack([feature.hog(grey, orientations=HOG_ORIENTATIONS,
+                                 pixels_per_cell=HOG_PIXELS_PER_CELL,
+                                 cells_per_block=HOG_CELLS_PER_BLOCK, block_norm="L2-Hys",
+                                 feature_vector=True) for grey in views.grey])
 
 
 _GROUP_FUNCTIONS: dict[str, Callable[[_Views], np.ndarray]] = {
@@ -338,7 +347,34 @@ def affect_features(image: np.ndarray, *, groups: Sequence[str] = AFFECT_GROUPS)
     ValueError
         If a group is unknown.
     """
+    return affect_features_batch(np.asarray(image, dtype=np.uint8)[None], groups=groups)[0]
+
+
+def affect_features_batch(images: np.ndarray, *,
+                          groups: Sequence[str] = AFFECT_GROUPS) -> np.ndarray:
+    """:func:`affect_features` of a whole batch at once (vectorised over the batch axis).
+
+    Parameters
+    ----------
+    images : (n, 100, 100, 3) uint8 ndarray
+        RGB images as made by :func:`artsy.io.decode_image`.
+    groups : sequence of str, default=AFFECT_GROUPS
+        Which groups to compute, in output order.
+
+    Returns
+    -------
+    (n, d) float64 ndarray
+        Row ``i`` equals ``affect_features(images[i], groups=groups)`` up to rounding.
+
+    Raises
+    ------
+    ValueError
+        If a group is unknown.
+    """
     groups = _check_groups(groups)
-    views = _views(np.asarray(image, dtype=np.uint8))
-    values = np.concatenate([_GROUP_FUNCTIONS[group](views) for group in groups])
+    images = np.asarray(images, dtype=np.uint8)
+    if images.shape[0] == 0:
+        return np.empty((0, len(affect_feature_names(groups))))
+    views = _views(images)
+    values = np.concatenate([_GROUP_FUNCTIONS[group](views) for group in groups], axis=1)
     return np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)

@@ -33,18 +33,24 @@ import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 from scipy import stats
 from skimage import color, feature
 
-from artsy.affect import AFFECT_GROUPS, affect_feature_names, affect_features
+from artsy.affect import (
+    AFFECT_GROUPS,
+    affect_feature_names,
+    affect_features,
+    affect_features_batch,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Side of the square images every feature set is defined on.
 IMAGE_SIZE = 100
+_CHUNK = 64  # images per vectorised feature call
 SEED_HOG_ORIENTATIONS = 9
 SEED_HOG_PIXELS_PER_CELL = (10, 10)
 SEED_HOG_CELLS_PER_BLOCK = (2, 2)
@@ -66,12 +72,15 @@ class FeatureSet:
         The ``d`` output names, in order.
     description : str
         One line for model cards.
+    batch_function : callable or None
+        Optional ``(n, 100, 100, 3) uint8 -> (n, d)`` equivalent of ``function`` (faster).
     """
 
     name: str
     function: Callable[[np.ndarray], np.ndarray]
     names: tuple[str, ...]
     description: str
+    batch_function: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def colour_moments(image: np.ndarray) -> np.ndarray:
@@ -143,10 +152,11 @@ def _registry() -> dict[str, FeatureSet]:
         "affect": FeatureSet("affect", affect_features, affect_feature_names(),
                              "HSV/Lab colour statistics, colourfulness, saturation-weighted hue "
                              "histogram, grey and colour LBP, GLCM, Fourier spectrum envelope, "
-                             "edge/composition measures (119)"),
+                             "edge/composition measures (119)", affect_features_batch),
         "affect_hog": FeatureSet("affect_hog", affect_hog_features,
                                  affect_feature_names(_AFFECT_HOG_GROUPS),
-                                 "the affect set plus the 324-long grey HOG descriptor (443)"),
+                                 "the affect set plus the 324-long grey HOG descriptor (443)",
+                                 partial(affect_features_batch, groups=_AFFECT_HOG_GROUPS)),
     }
 
 
@@ -219,6 +229,10 @@ def extract_features(images: np.ndarray, feature_set: str) -> np.ndarray:
         raise ValueError(f"images must be uint8 RGB in 0..255, got dtype {images.dtype}; "
                          "convert with np.clip(x, 0, 255).astype(np.uint8)")
     out = np.empty((images.shape[0], len(spec.names)), dtype=np.float32)
+    if spec.batch_function is not None:
+        for start in range(0, images.shape[0], _CHUNK):  # bounds the float64 temporaries
+            out[start: start + _CHUNK] = spec.batch_function(images[start: start + _CHUNK])
+        return out
     for index, image in enumerate(images):
         out[index] = spec.function(image)
     return out

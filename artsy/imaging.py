@@ -9,6 +9,7 @@ integer neighbours of the 3x3 square (scikit-image interpolates the diagonal one
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 _LBP_POINTS = 8
 
@@ -78,14 +79,51 @@ _LBP_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0,
 
 
 def lbp_codes(grey8: np.ndarray) -> np.ndarray:
-    """8-neighbour LBP codes of the interior pixels (neighbour >= centre sets the bit)."""
-    centre = grey8[1:-1, 1:-1]
-    height, width = grey8.shape
-    codes = np.zeros(centre.shape, dtype=np.intp)
+    """8-neighbour LBP codes of the interior pixels (neighbour >= centre sets the bit).
+
+    Works on one ``(H, W)`` image or a batch ``(..., H, W)`` (the last two axes are the image).
+    """
+    centre = grey8[..., 1:-1, 1:-1]
+    height, width = grey8.shape[-2:]
+    codes = np.zeros(centre.shape, dtype=np.uint8)
     for bit, (dy, dx) in enumerate(_LBP_OFFSETS):
-        neighbour = grey8[1 + dy: height - 1 + dy, 1 + dx: width - 1 + dx]
-        codes |= (neighbour >= centre).astype(np.intp) << bit
+        neighbour = grey8[..., 1 + dy: height - 1 + dy, 1 + dx: width - 1 + dx]
+        codes |= (neighbour >= centre).view(np.uint8) << np.uint8(bit)
     return codes
+
+
+def glcm(levels: np.ndarray, n_levels: int, distances: tuple[int, ...]) -> np.ndarray:
+    """Symmetric, normalised grey-level co-occurrence matrices at 0° and 90° of a batch.
+
+    Equals ``skimage.feature.graycomatrix(image, distances, (0, pi / 2), n_levels,
+    symmetric=True, normed=True)`` for each image, with a leading batch axis.
+
+    Parameters
+    ----------
+    levels : (n, H, W) integer ndarray
+        Grey levels in ``0 .. n_levels - 1``.
+    n_levels : int
+    distances : tuple of int
+
+    Returns
+    -------
+    (n, n_levels, n_levels, len(distances), 2) float64 ndarray
+    """
+    n = levels.shape[0]
+    levels = levels.astype(np.intp)
+    offset = (np.arange(n, dtype=np.intp) * n_levels * n_levels)[:, None, None]
+    out = np.empty((n, n_levels, n_levels, len(distances), 2))
+    for index, distance in enumerate(distances):
+        pairs = ((levels[:, :, :-distance], levels[:, :, distance:]),
+                 (levels[:, :-distance, :], levels[:, distance:, :]))
+        for angle, (first, second) in enumerate(pairs):
+            counts = np.bincount((offset + first * n_levels + second).ravel(),
+                                 minlength=n * n_levels * n_levels)
+            counts = counts.reshape(n, n_levels, n_levels).astype(np.float64)
+            counts += counts.transpose(0, 2, 1)
+            total = counts.sum(axis=(1, 2), keepdims=True)
+            out[..., index, angle] = counts / np.where(total == 0, 1.0, total)
+    return out
 
 
 def glcm_props(matrix: np.ndarray) -> np.ndarray:
@@ -95,26 +133,75 @@ def glcm_props(matrix: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    matrix : (levels, levels, n_distances, n_angles) float ndarray
-        From ``graycomatrix(..., normed=True)``.
+    matrix : (..., levels, levels, n_distances, n_angles) float ndarray
+        From ``graycomatrix(..., normed=True)`` or :func:`glcm` (leading batch axes allowed).
 
     Returns
     -------
-    (n_distances, 5) float64 ndarray
+    (..., n_distances, 5) float64 ndarray
         Columns in Contrast, dissimilarity, homogeneity, energy and correlation order.
     """
-    levels = matrix.shape[0]
+    levels = matrix.shape[-4]
     i, j = np.ogrid[:levels, :levels]
     weights = np.stack([(i - j) ** 2, np.abs(i - j), 1.0 / (1.0 + (i - j) ** 2)])
-    contrast, dissimilarity, homogeneity = np.einsum("wij,ijda->wda", weights, matrix)
-    energy = np.sqrt(np.einsum("ijda,ijda->da", matrix, matrix))
+    contrast, dissimilarity, homogeneity = np.moveaxis(
+        np.einsum("wij,...ijda->...wda", weights, matrix), -3, 0)
+    energy = np.sqrt(np.einsum("...ijda,...ijda->...da", matrix, matrix))
     index = np.arange(levels, dtype=np.float64)
-    mean_i = np.einsum("i,ijda->da", index, matrix)
-    mean_j = np.einsum("j,ijda->da", index, matrix)
-    var_i = np.einsum("i,ijda->da", index**2, matrix) - mean_i**2
-    var_j = np.einsum("j,ijda->da", index**2, matrix) - mean_j**2
-    cross = np.einsum("i,j,ijda->da", index, index, matrix) - mean_i * mean_j
+    mean_i = np.einsum("i,...ijda->...da", index, matrix)
+    mean_j = np.einsum("j,...ijda->...da", index, matrix)
+    var_i = np.einsum("i,...ijda->...da", index**2, matrix) - mean_i**2
+    var_j = np.einsum("j,...ijda->...da", index**2, matrix) - mean_j**2
+    cross = np.einsum("i,j,...ijda->...da", index, index, matrix) - mean_i * mean_j
     std = np.sqrt(np.clip(var_i, 0, None) * np.clip(var_j, 0, None))
     correlation = np.where(std > 1e-15, cross / np.where(std > 1e-15, std, 1.0), 1.0)
     props = np.stack([contrast, dissimilarity, homogeneity, energy, correlation], axis=-1)
-    return props.mean(axis=1)
+    return props.mean(axis=-2)
+
+
+def batch_mean(array: np.ndarray) -> np.ndarray:
+    """Per-image mean of an ``(n, ...)`` batch: ``(n,)``."""
+    return array.reshape(array.shape[0], -1).mean(axis=1)
+
+
+def batch_std(array: np.ndarray) -> np.ndarray:
+    """Per-image standard deviation of an ``(n, ...)`` batch: ``(n,)``."""
+    return array.reshape(array.shape[0], -1).std(axis=1)
+
+
+def batch_bincount(codes: np.ndarray, bins: int,
+                   weights: np.ndarray | None = None) -> np.ndarray:
+    """Per-image ``np.bincount`` of integer codes in ``0 .. bins - 1`` in one call.
+
+    Parameters
+    ----------
+    codes : (n, ...) integer ndarray
+    bins : int
+    weights : (n, ...) float ndarray, optional
+
+    Returns
+    -------
+    (n, bins) float64 ndarray
+    """
+    n = codes.shape[0]
+    flat = codes.reshape(n, -1).astype(np.intp) + (np.arange(n, dtype=np.intp) * bins)[:, None]
+    flat_weights = None if weights is None else weights.reshape(n, -1).ravel()
+    return np.bincount(flat.ravel(), weights=flat_weights, minlength=n * bins).reshape(
+        n, bins).astype(np.float64)
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Round values in [0, 1] to uint8 codes ``0 .. 255``."""
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+
+
+def sobel(grey: np.ndarray, axis: int) -> np.ndarray:
+    """``scipy.ndimage.sobel(image, axis - 1)`` of each image of an ``(n, H, W)`` batch."""
+    derivative = ndimage.correlate1d(grey, [-1, 0, 1], axis=axis)
+    return ndimage.correlate1d(derivative, [1, 2, 1], axis=3 - axis)
+
+
+def laplace(grey: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.laplace(image)`` of each image of an ``(n, H, W)`` batch."""
+    return (ndimage.correlate1d(grey, [1, -2, 1], axis=1)
+            + ndimage.correlate1d(grey, [1, -2, 1], axis=2))

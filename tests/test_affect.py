@@ -114,3 +114,48 @@ def test_unknown_group_raises():
         affect_features(np.zeros((100, 100, 3), np.uint8), groups=["colour", "smell"])
     with pytest.raises(ValueError, match="non-empty subset of"):
         affect_feature_names([])
+
+
+def test_affect_features_match_saved_reference():
+    """Speed work must not move the features: tests/data/affect_reference.npy holds the
+    ``affect`` features of six bundled photos as computed before the vectorised rewrite."""
+    from pathlib import Path
+
+    from artsy.features import extract_features
+    from artsy.io import decode_image
+
+    root = Path(__file__).resolve().parents[1]
+    names = ("astronaut.jpg", "camera_greyscale.jpg", "chelsea.jpg", "coffee.jpg",
+             "hubble_deep_field.jpg", "rocket.jpg")
+    images = np.stack([decode_image((root / "examples" / "images" / name).read_bytes(),
+                                    size=100).pixels for name in names])
+    reference = np.load(root / "tests" / "data" / "affect_reference.npy")
+    batch = extract_features(images, "affect")
+    assert batch.shape == reference.shape == (6, 119)
+    np.testing.assert_allclose(batch, reference, rtol=1e-4, atol=1e-5)
+    singles = np.stack([affect_features(image) for image in images])
+    np.testing.assert_allclose(singles, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_batch_rows_equal_single_image_features(photo):
+    from artsy.affect import affect_features_batch
+
+    flat = np.full_like(photo, 128)
+    images = np.stack([photo, flat, photo[::-1]])
+    batch = affect_features_batch(images, groups=ALL_GROUPS)
+    singles = np.stack([affect_features(image, groups=ALL_GROUPS) for image in images])
+    np.testing.assert_allclose(batch, singles, rtol=1e-9, atol=1e-12)
+    assert affect_features_batch(images[:0]).shape == (0, 119)
+
+
+def test_glcm_matches_skimage(photo):
+    from skimage import feature
+
+    from artsy.imaging import glcm
+
+    levels = (color.rgb2gray(photo) * 15).astype(np.uint8)
+    expected = feature.graycomatrix(levels, (1, 4), (0.0, np.pi / 2), levels=16, symmetric=True,
+                                    normed=True)
+    batch = glcm(np.stack([levels, levels[::-1]]), 16, (1, 4))
+    np.testing.assert_allclose(batch[0], expected, atol=1e-15)
+    np.testing.assert_allclose(glcm_props(batch)[0], glcm_props(expected), atol=1e-12)
