@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 #: Side of the square images every feature set is defined on.
 IMAGE_SIZE = 100
-_CHUNK = 64  # images per vectorised feature call
+_CHUNK = 8  # images per vectorised call: float64 temporaries stay in cache (64 was ~1.4x slower)
 SEED_HOG_ORIENTATIONS = 9
 SEED_HOG_PIXELS_PER_CELL = (10, 10)
 SEED_HOG_CELLS_PER_BLOCK = (2, 2)

@@ -20,6 +20,7 @@ _RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423],
                         [0.212671, 0.715160, 0.072169],
                         [0.019334, 0.119193, 0.950227]])
 _D65 = np.array([0.95047, 1.0, 1.08883])
+_RGB_TO_XYZ_D65 = _RGB_TO_XYZ.T / _D65  # RGB -> XYZ / white point in one product
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,11 +37,13 @@ def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     value = np.maximum(np.maximum(red, green), blue)
     delta = value - np.minimum(np.minimum(red, green), blue)
+    is_red, is_green = value == red, value == green
+    # One division: the sector's difference over delta, plus the sector's offset (0, 2 or 4).
+    difference = np.where(is_red, green - blue, np.where(is_green, blue - red, red - green))
+    offset = np.where(is_red, 0.0, np.where(is_green, 2.0, 4.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         saturation = np.where(value > 0, delta / value, 0.0)
-        hue = np.where(value == red, (green - blue) / delta,
-                       np.where(value == green, 2.0 + (blue - red) / delta,
-                                4.0 + (red - green) / delta))
+        hue = difference / delta + offset
     hue = np.where(delta > 0, (hue / 6.0) % 1.0, 0.0)
     return hue, saturation, value
 
@@ -57,12 +60,15 @@ def rgb_to_lab(image: np.ndarray) -> np.ndarray:
     (H, W, 3) float64 ndarray
         L* in [0, 100], a* and b* roughly in [-128, 127].
     """
-    xyz = _LINEAR[image] @ _RGB_TO_XYZ.T / _D65
-    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    lightness = 116.0 * f[..., 1] - 16.0
-    a_star = 500.0 * (f[..., 0] - f[..., 1])
-    b_star = 200.0 * (f[..., 1] - f[..., 2])
-    return np.stack([lightness, a_star, b_star], axis=-1)
+    xyz = _LINEAR[image] @ _RGB_TO_XYZ_D65
+    f = np.cbrt(xyz)
+    linear = xyz <= 0.008856
+    f[linear] = 7.787 * xyz[linear] + 16.0 / 116.0
+    lab = np.empty_like(f)
+    np.subtract(116.0 * f[..., 1], 16.0, out=lab[..., 0])
+    np.multiply(500.0, f[..., 0] - f[..., 1], out=lab[..., 1])
+    np.multiply(200.0, f[..., 1] - f[..., 2], out=lab[..., 2])
+    return lab
 
 
 def _uniform_lbp_table() -> np.ndarray:
