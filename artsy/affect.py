@@ -1,9 +1,9 @@
 """Affect-carrying image features: colour, hue, texture, composition, layout and HOG groups.
 
-Every function here is pure (one ``(100, 100, 3)`` uint8 image in, a float64 vector out) and cheap
-(colour conversions and LBP / GLCM primitives come from :mod:`artsy.imaging`).
-:func:`affect_features` concatenates the groups named in ``AFFECT_GROUPS``;
-:func:`affect_feature_names` gives the matching names.
+Every function here is pure and cheap: the groups are vectorised over a batch of ``(100, 100, 3)``
+uint8 images (colour conversions, LBP / GLCM and filter primitives come from :mod:`artsy.imaging`).
+:func:`affect_features` (one image) and :func:`affect_features_batch` (``(n, 100, 100, 3)``)
+concatenate the groups named in ``AFFECT_GROUPS``; :func:`affect_feature_names` gives the names.
 
 Groups (lengths at 100x100; the ``affect`` set is ``AFFECT_GROUPS``, 119 numbers)
 ----------------------------------------------------------------------------------
@@ -45,7 +45,6 @@ References
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -161,26 +160,10 @@ def _colour_lbp(views: _Views) -> np.ndarray:
     return np.column_stack([_lbp_histograms(imaging.to_uint8(channel)) for channel in channels])
 
 
-@cache
-def _spectrum_bins(height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ring x orientation bin of each FFT frequency inside the rings, their flat indices, window."""
-    rows = np.fft.fftfreq(height)[:, None] * height
-    cols = np.fft.fftfreq(width)[None, :] * width
-    radius = np.hypot(rows, cols)
-    ring = np.digitize(radius, SPECTRUM_RADII) - 1
-    angle = np.mod(np.arctan2(rows, cols), np.pi)
-    orientation = np.minimum((angle / np.pi * SPECTRUM_ORIENTATIONS).astype(np.intp),
-                             SPECTRUM_ORIENTATIONS - 1)
-    rings = len(SPECTRUM_RADII) - 1
-    bins = np.where((ring >= 0) & (ring < rings), ring * SPECTRUM_ORIENTATIONS + orientation, -1)
-    inside = np.flatnonzero(bins.ravel() >= 0)
-    window = np.outer(np.hanning(height), np.hanning(width))
-    return bins.ravel()[inside], inside, window
-
-
 def _spectrum(views: _Views) -> np.ndarray:
     grey = views.grey
-    bins, inside, window = _spectrum_bins(*grey.shape[1:])
+    bins, inside, window = imaging.spectrum_bins(*grey.shape[1:], SPECTRUM_RADII,
+                                                 SPECTRUM_ORIENTATIONS)
     centred = (grey - _mean(grey)[:, None, None]) * window
     power = np.abs(np.fft.fft2(centred)) ** 2
     n_bins = (len(SPECTRUM_RADII) - 1) * SPECTRUM_ORIENTATIONS
@@ -196,20 +179,6 @@ def _centre(array: np.ndarray) -> np.ndarray:
     return array[:, height // 3: 2 * height // 3, width // 3: 2 * width // 3]
 
 
-@cache
-def _composition_masks(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The rule-of-thirds band and the 20 % border of an image, as boolean masks."""
-    thirds_band = np.zeros((height, width), dtype=bool)
-    for line in (height // 3, 2 * height // 3):
-        thirds_band[max(0, line - height // 12): line + height // 12] = True
-    for line in (width // 3, 2 * width // 3):
-        thirds_band[:, max(0, line - width // 12): line + width // 12] = True
-    rows, cols = max(1, int(height * 0.2)), max(1, int(width * 0.2))
-    border = np.zeros((height, width), dtype=bool)
-    border[:rows], border[-rows:], border[:, :cols], border[:, -cols:] = True, True, True, True
-    return thirds_band, border
-
-
 def _composition(views: _Views) -> np.ndarray:
     grey = views.grey
     n, height, width = grey.shape
@@ -217,7 +186,7 @@ def _composition(views: _Views) -> np.ndarray:
     edges = magnitude > EDGE_THRESHOLD
     laplace = imaging.laplace(grey)
     tiny = 1e-9
-    thirds_band, border = _composition_masks(height, width)
+    thirds_band, border = imaging.thirds_band_and_border(height, width)
     centre_lab = _centre(views.lab).reshape(n, -1, 3).mean(axis=1)
     border_lab = views.lab[:, border].mean(axis=1)
     value = views.value

@@ -4,9 +4,13 @@ scikit-image's general-purpose ``rgb2hsv`` / ``rgb2lab`` / ``local_binary_patter
 ``graycoprops`` cost more than all of :mod:`artsy.affect`'s features together at 100x100. The colour
 conversions and GLCM properties here give scikit-image's numbers (tested); the LBP uses the 8
 integer neighbours of the 3x3 square (scikit-image interpolates the diagonal ones on a circle).
+The ``batch_*`` helpers, :func:`glcm`, :func:`sobel` and :func:`laplace` work on a whole
+``(n, H, W)`` batch at once, so :mod:`artsy.affect` pays numpy's per-call overhead once per batch.
 """
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 from scipy import ndimage
@@ -211,3 +215,39 @@ def laplace(grey: np.ndarray) -> np.ndarray:
     """``scipy.ndimage.laplace(image)`` of each image of an ``(n, H, W)`` batch."""
     return (ndimage.correlate1d(grey, [1, -2, 1], axis=1)
             + ndimage.correlate1d(grey, [1, -2, 1], axis=2))
+
+
+@cache
+def spectrum_bins(height: int, width: int, radii: tuple[float, ...],
+                  orientations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ring x orientation bin of each FFT frequency inside the rings, their flat indices, window.
+
+    Rings lie between consecutive ``radii`` (cycles per image); ``orientations`` equal sectors
+    of [0, pi). Returns the bins, the flat FFT indices they belong to and a Hann window.
+    """
+    rows = np.fft.fftfreq(height)[:, None] * height
+    cols = np.fft.fftfreq(width)[None, :] * width
+    radius = np.hypot(rows, cols)
+    ring = np.digitize(radius, radii) - 1
+    angle = np.mod(np.arctan2(rows, cols), np.pi)
+    orientation = np.minimum((angle / np.pi * orientations).astype(np.intp),
+                             orientations - 1)
+    rings = len(radii) - 1
+    bins = np.where((ring >= 0) & (ring < rings), ring * orientations + orientation, -1)
+    inside = np.flatnonzero(bins.ravel() >= 0)
+    window = np.outer(np.hanning(height), np.hanning(width))
+    return bins.ravel()[inside], inside, window
+
+
+@cache
+def thirds_band_and_border(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rule-of-thirds band and the 20 % border of an image, as boolean masks."""
+    thirds_band = np.zeros((height, width), dtype=bool)
+    for line in (height // 3, 2 * height // 3):
+        thirds_band[max(0, line - height // 12): line + height // 12] = True
+    for line in (width // 3, 2 * width // 3):
+        thirds_band[:, max(0, line - width // 12): line + width // 12] = True
+    rows, cols = max(1, int(height * 0.2)), max(1, int(width * 0.2))
+    border = np.zeros((height, width), dtype=bool)
+    border[:rows], border[-rows:], border[:, :cols], border[:, -cols:] = True, True, True, True
+    return thirds_band, border
