@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.resources
 import json
 import logging
 import os
@@ -66,8 +65,13 @@ def sha256_file(path: str | Path) -> str:
 
 
 def default_bundle_path() -> Path:
-    """Return the directory of the bundle shipped inside the package (``artsy/default_bundle``)."""
-    return Path(str(importlib.resources.files("artsy").joinpath("default_bundle")))
+    """Return the directory of the bundle shipped inside the package (``artsy/default_bundle``).
+
+    Resolved next to this module rather than through ``importlib.resources.files("artsy")``: a
+    checkout folder named ``artsy`` in the working directory (where ``ray submit`` runs scripts)
+    would otherwise join the package as a namespace portion and be returned first.
+    """
+    return Path(__file__).resolve().parent / "default_bundle"
 
 
 def _git_commit() -> str:
