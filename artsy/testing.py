@@ -7,6 +7,7 @@ shifts, flips), seeded, without network access and without research-only data.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,26 @@ def write_photos(directory: str | Path, count: int, *, seed: int = 0, min_side: 
         make_photo(rng, photos, min_side=min_side, max_side=max_side).save(path, quality=quality)
         paths.append(path)
     return paths
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Return the ids of every process below ``pid`` (children, grandchildren, ...), from /proc.
+
+    Used by the crash tests to find the Ray workers a job started. Linux only; processes that
+    exit while the table is read are left out.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found

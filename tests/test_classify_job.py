@@ -20,7 +20,7 @@ import pytest
 
 from artsy.discover import discover
 from artsy.schema import output_schema
-from artsy.testing import write_photos
+from artsy.testing import descendant_pids, write_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "jobs" / "classify.py"
@@ -158,23 +158,6 @@ def test_job_on_hostile_corpus_examples_and_generated_photos(tmp_path, badinputs
     assert frame.height == expected_rows and "run_date" in frame.columns
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
 @pytest.mark.slow
 def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
                                                           job_bundle_classical):
@@ -196,7 +179,7 @@ def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
             assert driver.poll() is None, "the job ended before it could be killed"
             assert time.monotonic() < deadline, "the job never wrote a row"
             time.sleep(0.02)
-        family = _descendants(driver.pid)
+        family = descendant_pids(driver.pid)
         driver.send_signal(signal.SIGKILL)
     finally:
         driver.kill()

@@ -15,7 +15,7 @@ import pytest
 from artsy import pipeline
 from artsy.config import ArtsyConfig, JobConfig
 from artsy.schema import output_schema
-from artsy.testing import write_photos
+from artsy.testing import descendant_pids, write_photos
 
 
 def _config(inputs, out: Path, bundle: Path, **kwargs) -> JobConfig:
@@ -115,23 +115,13 @@ def test_cnn_resources_follow_the_cluster():
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
     """(pid, command line) of every process below ``pid``, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            try:
-                command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            found.append((child, command.decode(errors="replace")))
-            pending.append(child)
+    found = []
+    for child in descendant_pids(pid):
+        try:
+            command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        found.append((child, command.decode(errors="replace")))
     return found
 
 
