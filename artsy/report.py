@@ -2,12 +2,14 @@
 
 Plots (matplotlib, Agg canvas, no pyplot state): a confusion matrix per model, the CNN's learning
 curves, CNN feature maps of one public-domain photo, and a reliability plot. ``MODEL_CARD.md``
-holds the comparison table with published anchors, the exact command, data fingerprint and seed.
+holds the comparison table with published anchors, the exact command, data fingerprint and seed,
+and, when given, a feature-group ablation table (:mod:`artsy.ablation`) and a "What was tried" note.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -19,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix
 
+from artsy.ablation import markdown_table
 from artsy.config import EMOTIONS
 from artsy.evaluate import METRICS, THRESHOLD, outer_splits, score
 
@@ -43,6 +46,69 @@ FEATURE_MAP_LAYERS = 3
 FEATURE_MAP_CHANNELS = 8
 #: Unreadable images listed by name in the model card (all are counted).
 FAILURES_SHOWN = 20
+
+
+_ABLATION_ROW_KEYS = frozenset({"features", "model", "length", "mean", "std"})
+
+
+def read_ablation(path: str | Path) -> dict[str, Any]:
+    """Read the JSON written by ``python -m artsy.ablation`` for the model card.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``FILE.json`` beside the ``--out FILE.md`` of the ablation run.
+
+    Returns
+    -------
+    dict
+        ``{"meta": dict, "rows": list of dict}``.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing, not JSON, or its rows lack features/model/length/mean/std.
+    """
+    hint = ("write it with: python -m artsy.ablation --data DIR --min-agree 5 --out FILE.md "
+            "(the JSON is FILE.json)")
+    try:
+        content = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"ablation file not found: {path}; {hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"ablation file {path} is not JSON ({error}); {hint}") from None
+    rows = content.get("rows") if isinstance(content, dict) else None
+    if (not isinstance(rows, list) or not rows
+            or not all(isinstance(row, dict) and _ABLATION_ROW_KEYS <= set(row) for row in rows)):
+        raise ValueError(f"ablation file {path} needs a non-empty 'rows' list, each row with "
+                         f"{sorted(_ABLATION_ROW_KEYS)}; {hint}")
+    return {"meta": dict(content.get("meta") or {}), "rows": rows}
+
+
+def read_tried(path: str | Path) -> str:
+    """Read the Markdown of the model card's "What was tried" section.
+
+    Raises
+    ------
+    ValueError
+        If the file is missing or empty.
+    """
+    try:
+        text = Path(path).read_text().strip()
+    except FileNotFoundError:
+        raise ValueError(f"'what was tried' file not found: {path}; pass a Markdown file") from None
+    if not text:
+        raise ValueError(f"'what was tried' file {path} is empty; write the experiments in it")
+    return text
+
+
+def _ablation_lines(ablation: Mapping[str, Any]) -> list[str]:
+    meta = ablation.get("meta", {})
+    where = ", ".join(f"{key} {meta[key]}" for key in ("data", "min_agree", "n", "protocol")
+                      if key in meta)
+    return ["## Feature-group ablation (mean ± std over outer folds)", "",
+            *([f"{where}.", ""] if where else []),
+            markdown_table(ablation["rows"]).rstrip("\n"), ""]
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -228,6 +294,8 @@ def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[st
         "## Anchors (Twitter I, 5-agree)", "",
         "| reference | accuracy | balanced accuracy |", "|---|---|---|",
         *[f"| {name} | {accuracy} | {balanced} |" for name, accuracy, balanced in ANCHORS], "",
+        *(_ablation_lines(manifest["ablation"]) if manifest.get("ablation") else []),
+        *(["## What was tried", "", manifest["tried"], ""] if manifest.get("tried") else []),
         "## Data and licence", "",
         "This bundle was trained on the folder and data fingerprint above. The bundle shipped "
         "with artsy is trained on Twitter I (You et al., AAAI 2015): photos posted on Twitter by "

@@ -75,14 +75,17 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"--out {out} is not writable (no write permission on {parent})")
 
 
-def command_line(config: TrainConfig) -> str:
-    """The ``jobs/train.py`` command that reproduces ``config``."""
+def command_line(config: TrainConfig, *, ablation: str | Path | None = None,
+                 tried: str | Path | None = None) -> str:
+    """The ``jobs/train.py`` command that reproduces ``config`` (and the report's extra files)."""
     parts = ["python", "jobs/train.py", "--data", config.data, "--out", config.out]
     if config.min_agree is not None:
         parts += ["--min-agree", str(config.min_agree)]
     parts += ["--models", *config.models, "--feature-set", config.artsy.feature_set,
               "--seed", str(config.artsy.seed), "--cv-seeds", *map(str, config.cv_seeds),
               "--n-splits", str(config.n_splits), "--cnn-epochs", str(config.cnn_epochs)]
+    parts += ["--ablation", str(ablation)] if ablation is not None else []
+    parts += ["--tried", str(tried)] if tried is not None else []
     return " ".join(parts)
 
 
@@ -201,7 +204,8 @@ def _load(config: TrainConfig) -> tuple[LabelledImages, np.ndarray, list[tuple[s
     return data, images, failures
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig, *, ablation: str | Path | None = None,
+          tried: str | Path | None = None) -> Path:
     """Train, evaluate and save a model bundle as ``config`` says.
 
     Parameters
@@ -209,6 +213,10 @@ def train(config: TrainConfig) -> Path:
     config : TrainConfig
         Data folder, output bundle, agreement subset, models, CV folds and seeds, CNN epochs and
         the shared settings (feature set, image size, seed).
+    ablation : str or Path or None, default=None
+        JSON from ``python -m artsy.ablation``; its table goes into the model card and manifest.
+    tried : str or Path or None, default=None
+        Markdown for the model card's "What was tried" section.
 
     Returns
     -------
@@ -218,10 +226,13 @@ def train(config: TrainConfig) -> Path:
     Raises
     ------
     ValueError
-        On an unknown model, an ``out`` that is not writable or not a bundle, and every problem
+        On an unknown model, an ``out`` that is not writable or not a bundle, an unreadable
+        ``ablation`` or ``tried`` file, and every problem
         :func:`artsy.dataset.load_labelled_folder` reports (missing folder, one class, ...).
     """
     _check_config(config)
+    extras = {"ablation": None if ablation is None else report.read_ablation(ablation),
+              "tried": None if tried is None else report.read_tried(tried)}
     started, cpu_started = time.perf_counter(), time.process_time()
     data, images, failures = _load(config)
     run = TrainingRun(config=config, data=data, failures=failures)
@@ -256,6 +267,8 @@ def train(config: TrainConfig) -> Path:
     run.seconds["total"] = time.perf_counter() - started
     run.seconds["total_cpu"] = time.process_time() - cpu_started  # all threads of this process
     manifest = _manifest(run, params, combiner)
+    manifest["training"]["command"] = command_line(config, ablation=ablation, tried=tried)
+    manifest.update({key: value for key, value in extras.items() if value is not None})
     with tempfile.TemporaryDirectory(prefix="artsy-report-") as report_dir:
         report.write_report(Path(report_dir), run=run, manifest=manifest, cnn_model=cnn_model)
         bundle = save_bundle(config.out, classical=classical, cnn_model=cnn_model,

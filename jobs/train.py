@@ -30,6 +30,10 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """Parse the command line into a :class:`~artsy.config.TrainConfig`."""
+    return _parse(argv)[0]
+
+
+def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     from artsy.train import TRAINABLE_MODELS
 
     defaults, shared = TrainConfig(data="", out=""), ArtsyConfig()
@@ -55,16 +59,20 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                         help="outer CV folds")
     parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs, metavar="E",
                         help="upper bound on CNN epochs (early stopping ends sooner)")
+    parser.add_argument("--ablation", metavar="FILE.json",
+                        help="ablation JSON (python -m artsy.ablation) to show in the model card")
+    parser.add_argument("--tried", metavar="FILE.md",
+                        help="Markdown for the model card's 'What was tried' section")
     args = parser.parse_args(argv)
     return TrainConfig(data=args.data, out=args.out, min_agree=args.min_agree,
                        models=tuple(args.models), n_splits=args.n_splits,
                        cv_seeds=tuple(args.cv_seeds), cnn_epochs=args.cnn_epochs,
-                       artsy=shared.replace(feature_set=args.feature_set, seed=args.seed))
+                       artsy=shared.replace(feature_set=args.feature_set, seed=args.seed)), args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run training; return the exit status."""
-    config = parse_args(argv)
+    config, args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from artsy.features import FEATURE_SETS
     from artsy.train import train
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{sorted(FEATURE_SETS)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        bundle = train(config)
+        bundle = train(config, ablation=args.ablation, tried=args.tried)
     except (ValueError, PermissionError) as error:
         print(f"train.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +106,71 @@ def test_report_model_card_has_table_anchors_and_provenance(run, tmp_path):
         assert anchor in card
     assert "research-only" in card and "`bad.jpg`: empty file" in card
     assert "score +1.500" in card
+
+
+def _manifest(run: TrainingRun, **extra) -> dict:
+    return {
+        "data": {"folder": "data", "n_images": 60, "class_counts": [30, 30], "min_agree": None,
+                 "n_unreadable": 1, "fingerprint": "f" * 64},
+        "feature_set": {"name": "affect", "length": 119},
+        "ensemble": {"members": ["score"], "transform": "logit",
+                     "combiner_coefficients": [1.5], "combiner_intercept": -0.25},
+        "hyper_parameters": {}, "training": {"command": "python jobs/train.py"},
+        "protocol": {"outer": "grouped", "inner": "inner", "ensemble": "stacked"},
+        "metrics": report.subset_metrics(run), **extra,
+    }
+
+
+ABLATION = {"meta": {"data": "twitter_i", "min_agree": 5, "n": 882},
+            "rows": [{"features": "colour", "model": "svm", "length": 28,
+                      "mean": {"accuracy": 0.7031, "balanced_accuracy": 0.6412},
+                      "std": {"accuracy": 0.03, "balanced_accuracy": 0.037}}]}
+
+
+def test_report_model_card_shows_ablation_and_what_was_tried(run, tmp_path):
+    path = tmp_path / "ablation.json"
+    path.write_text(json.dumps(ABLATION))
+    tried = tmp_path / "tried.md"
+    tried.write_text("- face cascade: no gain\n")
+    manifest = _manifest(run, ablation=report.read_ablation(path), tried=report.read_tried(tried))
+    card = report.model_card(run, manifest, ["reliability.png"])
+    ablation_at, tried_at = card.index("## Feature-group ablation"), card.index("## What was tried")
+    assert card.index("## Anchors") < ablation_at < tried_at
+    assert "| colour | 28 | svm | 0.703 ± 0.030 | 0.641 ± 0.037 |" in card
+    assert "data twitter_i, min_agree 5, n 882" in card
+    assert "- face cascade: no gain" in card[tried_at:]
+    plain = report.model_card(run, _manifest(run), ["reliability.png"])
+    assert "## Feature-group ablation" not in plain and "## What was tried" not in plain
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "ablation file not found"),
+    ("{not json", "is not JSON"),
+    (json.dumps({"rows": [{"features": "colour"}]}), "needs a non-empty 'rows' list"),
+    (json.dumps([1, 2]), "needs a non-empty 'rows' list"),
+])
+def test_report_read_ablation_rejects_bad_files(tmp_path, content, message):
+    path = tmp_path / "ablation.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        report.read_ablation(path)
+
+
+def test_report_read_tried_rejects_missing_and_empty(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        report.read_tried(tmp_path / "none.md")
+    (tmp_path / "empty.md").write_text("  \n")
+    with pytest.raises(ValueError, match="is empty"):
+        report.read_tried(tmp_path / "empty.md")
+
+
+def test_report_shipped_model_card_links_only_files_in_the_bundle():
+    from artsy.bundle import default_bundle_path
+
+    folder = default_bundle_path() / "report"
+    links = re.findall(r"\]\(([^)]+)\)", (folder / "MODEL_CARD.md").read_text())
+    assert "reliability.png" in links
+    for name in links:
+        with Image.open(folder / name) as image:
+            assert image.format == "PNG"

@@ -193,3 +193,30 @@ def test_job_train_bad_input_exits_2_with_one_line(tmp_path, case, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_puts_ablation_and_what_was_tried_in_card_and_command(agree_folder, tmp_path):
+    rows = [{"features": "hue", "model": "logreg", "length": 12,
+             "mean": {"accuracy": 0.61, "balanced_accuracy": 0.6},
+             "std": {"accuracy": 0.02, "balanced_accuracy": 0.03}}]
+    (tmp_path / "ablation.json").write_text(json.dumps({"meta": {"n": 36}, "rows": rows}))
+    (tmp_path / "tried.md").write_text("Tried a face cue: no gain.\n")
+    bundle = train(_config(agree_folder, tmp_path / "b", ("logreg",), cv_seeds=(0,)),
+                   ablation=tmp_path / "ablation.json", tried=tmp_path / "tried.md")
+    manifest = _manifest(bundle)
+    assert manifest["ablation"]["rows"] == rows
+    assert manifest["tried"] == "Tried a face cue: no gain."
+    assert manifest["training"]["command"].endswith(
+        f"--ablation {tmp_path / 'ablation.json'} --tried {tmp_path / 'tried.md'}")
+    card = (bundle / "report" / "MODEL_CARD.md").read_text()
+    assert "| hue | 12 | logreg | 0.610 ± 0.020 | 0.600 ± 0.030 |" in card
+    assert "## What was tried\n\nTried a face cue: no gain." in card
+
+
+def test_job_train_bad_ablation_file_exits_2_before_training(agree_folder, tmp_path):
+    result = _job("--data", str(agree_folder), "--out", str(tmp_path / "out"), "--models",
+                  "logreg", "--ablation", str(tmp_path / "missing.json"))
+    assert result.returncode == 2
+    assert "ablation file not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
