@@ -1,4 +1,7 @@
-"""Safe, EXIF-aware image decoding to a square RGB array.
+"""Safe file reading and EXIF-aware image decoding to a square RGB array.
+
+:func:`read_file` reads a discovered file (local path or URI) without ever blocking on a FIFO or
+device and turns every failure into an ``OSError`` whose text is the reason written to the table.
 
 Every decoder in artsy (training and the batch job) goes through :func:`decode_image`, so the
 pixels a model was trained on and the pixels it labels are made the same way.
@@ -20,6 +23,8 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 
@@ -135,3 +140,56 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
         top = 65535.0 if int(values.max(initial=0)) <= 65535 else float(np.iinfo(np.int32).max)
         scaled = values.astype(np.float64) / top * 255.0
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def read_file(location: bytes) -> bytes:
+    """Return the bytes of a discovered file (local OS path bytes or a UTF-8 URI).
+
+    Raises
+    ------
+    OSError
+        With the reason written to the table (dangling symlink, deleted, permission denied, ...).
+    """
+    from artsy.discover import is_uri
+
+    text = location.decode("utf-8", errors="surrogateescape")
+    if is_uri(text):
+        return _read_uri(text)
+    try:
+        return _read_local(location)
+    except OSError as error:
+        if error.errno is None:  # one of our reasons above
+            raise
+        raise OSError(f"unreadable: {error.strerror}") from None
+
+
+def _read_local(location: bytes) -> bytes:
+    """Read a local file without ever blocking on a FIFO or device; raise OSError with a reason."""
+    try:
+        descriptor = os.open(location, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if os.path.islink(location):
+            raise OSError("dangling symlink: target does not exist") from None
+        raise OSError("file not found: deleted after discovery") from None
+    except PermissionError:
+        raise OSError("unreadable: permission denied") from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError("not a regular file")
+        with os.fdopen(descriptor, "rb", closefd=False) as handle:
+            return handle.read()
+    finally:
+        os.close(descriptor)
+
+
+def _read_uri(uri: str) -> bytes:
+    import pyarrow.fs
+
+    filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
+    try:
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read()
+    except FileNotFoundError:
+        raise OSError("file not found: deleted after discovery") from None
+    except (OSError, pyarrow.ArrowException) as error:
+        raise OSError(f"unreadable: {error}") from None

@@ -1,4 +1,4 @@
-"""The label table on disk: staging, atomic commit, ``_SUCCESS``, ``_SUMMARY.json``, the index.
+"""The label table on disk: staging, atomic commit, ``_SUCCESS``, ``_SUMMARY.json``.
 
 Layout::
 
@@ -17,7 +17,7 @@ staging area, then deleted: readers see the old partition or the new one, never 
 the two renames, which are microseconds apart, the date is briefly absent). On object stores
 (``s3://``, ``gs://``) renames are copies, so readers should look for ``_SUCCESS``.
 
-The incremental index is the table itself: the ``ok`` rows of committed partitions.
+The incremental index is the table itself: :mod:`artsy.incremental` reads the committed partitions.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.dataset
@@ -66,22 +66,6 @@ class OutputLocation:
     def partition(self, run_date: str) -> str:
         """Return the committed folder of one run date."""
         return f"{self.root}/{partition_name(run_date)}"
-
-
-@dataclass
-class PriorRows:
-    """What the committed table already holds for one model version.
-
-    Attributes
-    ----------
-    skip_hashes : set of str
-        Hashes with an ``ok`` row in a partition other than the one being replaced.
-    carried : dict of (path, sha256) to row
-        ``ok`` rows of the partition being replaced, kept if their file is unchanged.
-    """
-
-    skip_hashes: set[str] = field(default_factory=set)
-    carried: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
 
 
 def partition_name(run_date: str) -> str:
@@ -159,47 +143,8 @@ def discard_staging(location: OutputLocation, staging_partition: str) -> None:
         pass
 
 
-def read_prior(location: OutputLocation, model_version: str, run_date: str) -> PriorRows:
-    """Read the ``ok`` rows of ``model_version`` from the committed table.
-
-    Parameters
-    ----------
-    location : OutputLocation
-    model_version : str
-        Only rows labelled by this bundle version count.
-    run_date : str
-        The partition this run replaces: its rows become ``carried`` candidates, not skips.
-
-    Returns
-    -------
-    PriorRows
-    """
-    prior = PriorRows()
-    partitions = _committed_partitions(location)
-    if not partitions:
-        return prior
-    wanted = (pyarrow.dataset.field("status") == "ok") & (
-        pyarrow.dataset.field("model_version") == model_version)
-    for name, folder in partitions.items():
-        files = _parquet_files(location, folder)
-        if not files:
-            continue
-        dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
-        if not {"status", "model_version", "content_sha256"} <= set(dataset.schema.names):
-            logger.warning("ignoring %s: not an artsy label partition", folder)
-            continue
-        if name == partition_name(run_date):
-            for row in dataset.to_table(filter=wanted).to_pylist():
-                prior.carried[(row["path"], row["content_sha256"])] = row
-        else:
-            table = dataset.to_table(columns=["content_sha256"], filter=wanted)
-            prior.skip_hashes.update(table.column("content_sha256").to_pylist())
-    logger.info("index: %d labelled hashes in other partitions, %d rows in %s",
-                len(prior.skip_hashes), len(prior.carried), partition_name(run_date))
-    return prior
-
-
-def _committed_partitions(location: OutputLocation) -> dict[str, str]:
+def committed_partitions(location: OutputLocation) -> dict[str, str]:
+    """Return the committed partition folders by name (``run_date=...``)."""
     selector = pyarrow.fs.FileSelector(location.root, allow_not_found=True)
     return {info.base_name: info.path
             for info in location.filesystem.get_file_info(selector)
@@ -207,7 +152,8 @@ def _committed_partitions(location: OutputLocation) -> dict[str, str]:
             and info.base_name.startswith(f"{PARTITION_KEY}=")}
 
 
-def _parquet_files(location: OutputLocation, folder: str) -> list[str]:
+def parquet_files(location: OutputLocation, folder: str) -> list[str]:
+    """Return the Parquet data files of one folder (not ``.``/``_`` names), sorted."""
     selector = pyarrow.fs.FileSelector(folder, allow_not_found=True)
     return sorted(info.path for info in location.filesystem.get_file_info(selector)
                   if info.type == pyarrow.fs.FileType.File
@@ -220,7 +166,7 @@ def staged_counts(location: OutputLocation, staging_partition: str,
     """Count the staged rows by status, label and error reason (streamed, a few columns)."""
     counts: dict[str, object] = {"rows": 0, "new": 0, "carried_forward": 0, "ok": 0,
                                  "errors": 0, "labels": {}, "errors_by_reason": {}}
-    files = _parquet_files(location, staging_partition)
+    files = parquet_files(location, staging_partition)
     if not files:
         return counts
     dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
@@ -249,7 +195,7 @@ def error_kind(reason: str | None) -> str:
 
 def ensure_file(location: OutputLocation, staging_partition: str, schema: pa.Schema) -> None:
     """Write an empty Parquet file with ``schema`` when a run staged no rows at all."""
-    if not _parquet_files(location, staging_partition):
+    if not parquet_files(location, staging_partition):
         path = f"{staging_partition}/part-empty.parquet"
         with location.filesystem.open_output_stream(path) as stream:
             pyarrow.parquet.write_table(schema.empty_table(), stream)

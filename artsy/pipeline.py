@@ -2,11 +2,14 @@
 
 :func:`validate_job` checks everything that can be checked before work starts (inputs exist, the
 bundle loads and verifies, the output is writable, the date parses) and raises ``ValueError``;
-:func:`run_job` streams the files through Ray Data into a staging folder, counts the staged rows,
+:func:`prepare_run` discovers the files and decides, on the driver, which of them are new
+(:mod:`artsy.incremental`), so a run with nothing new needs no Ray at all; :func:`run_job`
+streams the files through Ray Data into a staging folder, counts the staged rows,
 refuses to commit when the error rate is over the limit (:class:`RunFailed`) and otherwise commits
 the partition atomically (see :mod:`artsy.output`). Nothing collects the rows on the driver.
 
-``ray.init`` is not called here: the caller (``jobs/classify.py`` or a test) owns the Ray session.
+``ray.init`` is not called here: the caller (``jobs/classify.py`` or a test) owns the Ray session
+and starts it only when :attr:`Prepared.needs_ray`.
 """
 
 from __future__ import annotations
@@ -57,6 +60,30 @@ class JobPlan:
 
 
 @dataclass(frozen=True)
+class Prepared:
+    """Discovery and the incremental decision, made on the driver before any Ray work.
+
+    Attributes
+    ----------
+    images_seen : int
+        Files discovered under the inputs.
+    work : artsy.incremental.Work
+        Files to process, rows to carry forward, files skipped.
+    started : float
+        ``time.perf_counter()`` when discovery began (the run's clock).
+    """
+
+    images_seen: int
+    work: Any
+    started: float
+
+    @property
+    def needs_ray(self) -> bool:
+        """Whether any file must be read, decoded and labelled."""
+        return bool(self.work.todo)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """The end-of-run summary (printed by the job and written as ``_SUMMARY.json``).
 
@@ -85,7 +112,7 @@ class RunSummary:
         ``processed / seconds``.
     committed : bool
     cpus, gpus : float
-        Resources of the Ray cluster.
+        Resources of the Ray cluster (0 when nothing was new and Ray was not used).
     """
 
     run_id: str
@@ -201,17 +228,17 @@ def check_cluster(config: JobConfig) -> tuple[int, float, float]:
     return _cnn_resources(config, ray.cluster_resources())
 
 
-def build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id: str):
+def build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
     """Return the lazy Ray dataset of output tables (nothing runs until it is written)."""
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing max_retries / max_restarts / max_task_retries as extra
         # keywords but offers no other way to make them finite (its defaults retry forever, so
         # a file that crashes its worker would hang the run); revisit before Ray 2.64.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return _build_dataset(config, plan, files, prior, run_id)
+        return _build_dataset(config, plan, files, run_id)
 
 
-def _build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id: str):
+def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
     import ray
 
     from artsy import predict
@@ -224,9 +251,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id:
         predict.decode_and_featurize, batch_size=batch_size, num_cpus=1,
         max_retries=TASK_RETRIES,
         fn_kwargs={"image_size": plan.image_size, "feature_set": plan.feature_set,
-                   "n_features": plan.n_features,
-                   "skip_hashes": frozenset(prior.skip_hashes),
-                   "carry_keys": frozenset(prior.carried)})
+                   "n_features": plan.n_features})
     actors, gpus_per_actor, actor_cpus = check_cluster(config)
     dataset = dataset.map_batches(
         predict.ClassicalPredictor, batch_size=batch_size,
@@ -249,7 +274,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, prior, run_id:
         predict.to_output_table, batch_size=batch_size, batch_format="numpy",
         num_cpus=CLASSICAL_ACTOR_CPUS, max_retries=TASK_RETRIES,
         fn_kwargs={"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
-                   "feature_set": plan.feature_set, "carried": prior.carried})
+                   "feature_set": plan.feature_set})
 
 
 def new_run_id() -> str:
@@ -258,7 +283,41 @@ def new_run_id() -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
-def run_job(config: JobConfig, plan: JobPlan | None = None) -> RunSummary:
+def prepare_run(config: JobConfig, plan: JobPlan) -> Prepared:
+    """Discover the inputs and decide which files this run must process (no Ray needed).
+
+    With ``config.full`` every file is processed; otherwise files whose content already has an
+    ``ok`` row of this model version are skipped or carried forward (:mod:`artsy.incremental`).
+    """
+    from artsy import discover, incremental
+
+    started = time.perf_counter()
+    files = discover.discover(config.inputs)
+    prior = incremental.PriorRows() if config.full else incremental.read_prior(
+        plan.location, plan.model_version, plan.run_date)
+    return Prepared(images_seen=len(files), work=incremental.plan_work(files, prior),
+                    started=started)
+
+
+def _stage_carried(location, staging: str, rows, schema) -> None:
+    """Write the rows carried forward into the staging partition, in :data:`ROWS_PER_FILE` files."""
+    import pyarrow.parquet
+
+    rows = rows.select(schema.names).cast(schema)
+    for part, start in enumerate(range(0, rows.num_rows, ROWS_PER_FILE)):
+        with location.filesystem.open_output_stream(
+                f"{staging}/carried-{part:05d}.parquet") as stream:
+            pyarrow.parquet.write_table(rows.slice(start, ROWS_PER_FILE), stream)
+
+
+def _cluster_resources() -> dict[str, float]:
+    import ray
+
+    return ray.cluster_resources() if ray.is_initialized() else {}
+
+
+def run_job(config: JobConfig, plan: JobPlan | None = None,
+            prepared: Prepared | None = None) -> RunSummary:
     """Label every image under ``config.inputs`` and commit one partition of the label table.
 
     Parameters
@@ -266,6 +325,9 @@ def run_job(config: JobConfig, plan: JobPlan | None = None) -> RunSummary:
     config : JobConfig
     plan : JobPlan or None, default=None
         From :func:`validate_job`; validated here when ``None``.
+    prepared : Prepared or None, default=None
+        From :func:`prepare_run`; prepared here when ``None``. Ray must be initialised when
+        ``prepared.needs_ray``.
 
     Returns
     -------
@@ -279,38 +341,39 @@ def run_job(config: JobConfig, plan: JobPlan | None = None) -> RunSummary:
     RunFailed
         If the run was not committed (error rate over ``config.max_error_rate``).
     """
-    import ray
-
-    from artsy import discover, output
+    from artsy import output
     from artsy.schema import output_schema
 
     plan = plan or validate_job(config)
-    check_cluster(config)
-    started = time.perf_counter()
+    prepared = prepared or prepare_run(config, plan)
+    work = prepared.work
+    if prepared.needs_ray:
+        check_cluster(config)
     run_id = new_run_id()
     location = plan.location
-    files = discover.discover(config.inputs)
-    prior = output.PriorRows() if config.full else output.read_prior(
-        location, plan.model_version, plan.run_date)
+    schema = output_schema(plan.models)
     staging = output.new_staging(location, plan.run_date, run_id)
-    logger.info("run %s: %d files -> %s", run_id, len(files), staging)
+    logger.info("run %s: %d files, %d to process -> %s", run_id, prepared.images_seen,
+                len(work.todo), staging)
     try:
-        if files:
-            dataset = build_dataset(config, plan, files, prior, run_id)
+        if work.carried_rows is not None:
+            _stage_carried(location, staging, work.carried_rows, schema)
+        if work.todo:
+            dataset = build_dataset(config, plan, work.todo, run_id)
             dataset.write_parquet(staging, filesystem=location.filesystem,
                                   max_rows_per_file=ROWS_PER_FILE)
-        output.ensure_file(location, staging, output_schema(plan.models))
+        output.ensure_file(location, staging, schema)
         counts = output.staged_counts(location, staging, run_id)
     except BaseException:
         output.discard_staging(location, staging)
         raise
-    seconds = time.perf_counter() - started
-    cluster = ray.cluster_resources()
+    seconds = time.perf_counter() - prepared.started
+    cluster = _cluster_resources() if prepared.needs_ray else {}
     summary = RunSummary(
         run_id=run_id, run_date=plan.run_date, output=location.display,
         partition=location.partition(plan.run_date), model_version=plan.model_version,
-        feature_set=plan.feature_set, images_seen=len(files), processed=counts["new"],
-        skipped=len(files) - counts["new"], carried_forward=counts["carried_forward"],
+        feature_set=plan.feature_set, images_seen=prepared.images_seen, processed=counts["new"],
+        skipped=prepared.images_seen - counts["new"], carried_forward=counts["carried_forward"],
         labelled=dict(sorted(counts["labels"].items())), errors=counts["errors"],
         errors_by_reason=dict(sorted(counts["errors_by_reason"].items())),
         seconds=round(seconds, 3),

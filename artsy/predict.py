@@ -7,9 +7,10 @@
 4. :func:`to_output_table`: ensemble probability, label and the Parquet columns of
    :func:`artsy.schema.output_schema`.
 
-Error rows (``status != "ok"``) and rows carried forward from an earlier run pass through every
-predictor untouched. Sentinels inside the stream (``-1`` sizes, ``NaN`` probabilities, empty
-strings) become nulls in :func:`to_output_table`.
+Error rows (``status != "ok"``) pass through every predictor untouched. Which files a run
+processes at all (incremental runs) is decided before, on the driver (:mod:`artsy.incremental`).
+Sentinels inside the stream (``-1`` sizes, ``NaN`` probabilities, empty strings) become nulls in
+:func:`to_output_table`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-import os
-import stat
-from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -31,69 +29,11 @@ logger = logging.getLogger(__name__)
 
 #: ``p_positive`` at or above this is labelled ``positive``.
 DECISION_THRESHOLD = 0.5
-#: Row kinds inside the stream.
-NEW, CARRIED = "new", "carried"
-_READ_CHUNK = 1 << 20
 Batch = dict[str, np.ndarray]
 
 
-def _read_local(location: bytes) -> bytes:
-    """Read a local file without ever blocking on a FIFO or device; raise OSError with a reason."""
-    try:
-        descriptor = os.open(location, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        if os.path.islink(location):
-            raise OSError("dangling symlink: target does not exist") from None
-        raise OSError("file not found: deleted after discovery") from None
-    except PermissionError:
-        raise OSError("unreadable: permission denied") from None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise OSError("not a regular file")
-        with os.fdopen(descriptor, "rb", closefd=False) as handle:
-            return handle.read()
-    finally:
-        os.close(descriptor)
-
-
-def _read_uri(uri: str) -> bytes:
-    import pyarrow.fs
-
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
-    try:
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read()
-    except FileNotFoundError:
-        raise OSError("file not found: deleted after discovery") from None
-    except (OSError, pa.ArrowException) as error:
-        raise OSError(f"unreadable: {error}") from None
-
-
-def read_file(location: bytes) -> bytes:
-    """Return the bytes of a discovered file (local OS path bytes or a UTF-8 URI).
-
-    Raises
-    ------
-    OSError
-        With the reason written to the table (dangling symlink, deleted, permission denied, ...).
-    """
-    from artsy.discover import is_uri
-
-    text = location.decode("utf-8", errors="surrogateescape")
-    if is_uri(text):
-        return _read_uri(text)
-    try:
-        return _read_local(location)
-    except OSError as error:
-        if error.errno is None:  # one of our reasons above
-            raise
-        raise OSError(f"unreadable: {error.strerror}") from None
-
-
 def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
-                         n_features: int | None = None,
-                         skip_hashes: frozenset[str] = frozenset(),
-                         carry_keys: frozenset[tuple[str, str]] = frozenset()) -> Batch:
+                         n_features: int | None = None) -> Batch:
     """Read, hash, decode and featurize a batch of discovered files (a Ray task).
 
     Parameters
@@ -105,27 +45,23 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     feature_set : str
         Feature set of the bundle's classical models.
     n_features : int or None, default=None
-        Length of that feature set (``None``: look it up). Given, a batch with nothing new to
-        featurize never imports the feature code (scikit-image, SciPy).
-    skip_hashes : frozenset of str, default=frozenset()
-        Content hashes already labelled by this model version: such files get no row.
-    carry_keys : frozenset of (path, sha256), default=frozenset()
-        Files whose earlier row (in the partition being replaced) is kept as it is.
+        Length of that feature set (``None``: look it up). Given, a batch without a decodable
+        image never imports the feature code (scikit-image, SciPy).
 
     Returns
     -------
-    dict of ndarray, m <= n rows
+    dict of ndarray, n rows
         ``path``, ``content_sha256``, ``file_size`` (-1 if unknown), ``width``, ``height`` (0 on
-        error), ``status``, ``error`` ("" when ok), ``kind`` (``new`` / ``carried``), ``pixels``
-        ``(m, size, size, 3)`` uint8 and ``features`` ``(m, d)`` float32 (zeros unless new and ok).
+        error), ``status``, ``error`` ("" when ok), ``pixels`` ``(n, size, size, 3)`` uint8 and
+        ``features`` ``(n, d)`` float32 (zeros on error rows).
     """
-    from artsy.io import ImageDecodeError, decode_image
+    from artsy.io import ImageDecodeError, decode_image, read_file
 
     rows = []
     for path, location in zip(batch["path"], batch["location"], strict=True):
         path = str(path)
         row = {"path": path, "sha": "", "size": -1, "width": 0, "height": 0, "status": "error",
-               "error": "", "kind": NEW, "pixels": None}
+               "error": "", "pixels": None}
         try:
             data = read_file(bytes(location))
         except OSError as error:
@@ -134,12 +70,6 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
             continue
         row["sha"] = hashlib.sha256(data).hexdigest()
         row["size"] = len(data)
-        if row["sha"] in skip_hashes:
-            continue
-        if (path, row["sha"]) in carry_keys:
-            row.update(status="ok", kind=CARRIED)
-            rows.append(row)
-            continue
         try:
             decoded = decode_image(data, size=image_size)
         except ImageDecodeError as error:
@@ -154,7 +84,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
 
     count = len(rows)
     pixels = np.zeros((count, image_size, image_size, 3), dtype=np.uint8)
-    fresh = np.array([row["status"] == "ok" and row["kind"] == NEW for row in rows], dtype=bool)
+    fresh = np.array([row["status"] == "ok" for row in rows], dtype=bool)
     for index, row in enumerate(rows):
         if row["pixels"] is not None:
             pixels[index] = row["pixels"]
@@ -175,14 +105,13 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         "height": np.array([row["height"] for row in rows], dtype=np.int32),
         "status": np.array([row["status"] for row in rows], dtype=object),
         "error": np.array([row["error"] for row in rows], dtype=object),
-        "kind": np.array([row["kind"] for row in rows], dtype=object),
         "pixels": pixels,
         "features": features,
     }
 
 
 def _fresh_ok(batch: Batch) -> np.ndarray:
-    return (batch["status"] == "ok") & (batch["kind"] == NEW)
+    return batch["status"] == "ok"
 
 
 def _combine_and_label(bundle, batch: Batch, mask: np.ndarray) -> None:
@@ -282,9 +211,7 @@ def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.A
 
 
 def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model_version: str,
-                    feature_set: str,
-                    carried: Mapping[tuple[str, str], Mapping[str, object]] | None = None
-                    ) -> pa.Table:
+                    feature_set: str) -> pa.Table:
     """Turn a predicted batch into a table with exactly :func:`artsy.schema.output_schema`.
 
     Parameters
@@ -295,8 +222,6 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
         Written to every new row.
     models : tuple of str
         The per-model probability columns, in schema order.
-    carried : mapping of (path, sha256) to row dict, optional
-        Earlier rows, written unchanged for rows of kind ``carried``.
 
     Returns
     -------
@@ -327,19 +252,4 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
         "feature_set": pa.array([feature_set] * count, pa.string()),
         "inferred_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),
     }
-    table = pa.table([columns[name] for name in schema.names], schema=schema)
-    kinds = batch["kind"]
-    if carried and (kinds == CARRIED).any():
-        table = _apply_carried(table, batch, carried)
-    return table
-
-
-def _apply_carried(table: pa.Table, batch: Batch,
-                   carried: Mapping[tuple[str, str], Mapping[str, object]]) -> pa.Table:
-    """Replace the rows of kind ``carried`` with the earlier rows they stand for."""
-    rows = table.to_pylist()
-    for index, kind in enumerate(batch["kind"]):
-        if kind == CARRIED:
-            key = (str(batch["path"][index]), str(batch["content_sha256"][index]))
-            rows[index] = {name: carried[key].get(name) for name in table.schema.names}
-    return pa.Table.from_pylist(rows, schema=table.schema)
+    return pa.table([columns[name] for name in schema.names], schema=schema)

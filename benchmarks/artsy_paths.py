@@ -3,7 +3,8 @@
 (c) ``features`` decode + the default (``affect``) features: in one process (the per-image cost),
                  on a plain process pool, and the way the job does it — Ray Data ``map_batches``
                  function tasks over a dataset of paths — with 1 CPU and with all CPUs.
-(d) ``job``      the whole job, ``jobs/classify.py`` as a fresh process, start-up included.
+(d) ``job``      the whole job, ``jobs/classify.py`` as a fresh process, start-up included; then
+                 the same command again over the unchanged folder (an incremental rerun).
 """
 
 from __future__ import annotations
@@ -152,8 +153,17 @@ def job(folder: Path, warm_folder: Path, count: int, cpus: int, batch_size: int,
                                   timeout=timeout, output=output)
     if result["returncode"] == 0:
         result.update(common.rate(count, result["seconds"]))
-        summaries = sorted(output.rglob("_SUMMARY.json"))
-        if summaries:
-            result["summary"] = json.loads(summaries[0].read_text())
+        result["summary"] = _summary(output)
+        # the next night over the unchanged folder: nothing to process
+        rerun = baselines.run_script(job_command(folder, output, batch_size, model), cpus=cpus,
+                                     timeout=timeout, output=output, fresh=False)
+        if rerun["returncode"] == 0:
+            rerun["processed"] = _summary(output).get("processed")
+        result["rerun"] = rerun
     shutil.rmtree(output, ignore_errors=True)
     return result
+
+
+def _summary(output: Path) -> dict:
+    summaries = sorted(output.rglob("_SUMMARY.json"))
+    return json.loads(summaries[0].read_text()) if summaries else {}

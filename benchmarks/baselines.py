@@ -74,13 +74,15 @@ def notebook_loop(paths: list[str]) -> dict:
             "features_per_image": int(features.shape[1])}
 
 
-def run_script(command: list[str], *, cpus: int, timeout: float, output: Path) -> dict:
+def run_script(command: list[str], *, cpus: int, timeout: float, output: Path,
+               fresh: bool = True) -> dict:
     """Run a job-like script as a subprocess and time its wall clock (start-up included).
 
     Returns ``{"seconds", "returncode"}`` plus ``"stderr_tail"`` when it failed.
-    ``output`` is removed before and after the run.
+    ``output`` is removed first unless ``fresh`` is False (an incremental rerun).
     """
-    shutil.rmtree(output, ignore_errors=True)
+    if fresh:
+        shutil.rmtree(output, ignore_errors=True)
     start = time.perf_counter()
     returncode, stdout, stderr = common.run_bounded(common.pinned(command, cpus),
                                                     timeout=timeout)

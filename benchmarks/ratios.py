@@ -61,6 +61,9 @@ def ratios(parts: dict, cpus: int) -> dict:
         "job_overlap": _entry("(d) job's own _SUMMARY throughput (after ray.init) / "
                               "min((c) ray all cpus, cnn actor steady)", ">= 0.9",
                               job_summary, slower),
+        "rerun_vs_first_run": _entry("(d) unchanged rerun wall clock / (d) first run", "<= 0.2",
+                                     _get(parts, "job", "rerun", "seconds"),
+                                     _get(parts, "job", "seconds")),
         "cnn_actor_vs_bare_predict": _entry("cnn actor steady / bare model.predict", ">= 0.9",
                                             actor, _rate(parts, "cnn", "bare_predict")),
         "cnn_actor_vs_predict_positive": _entry("cnn actor steady / in-process predict_positive",

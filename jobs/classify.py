@@ -3,6 +3,9 @@
 Writes one Parquet row per image file into ``OUTPUT/run_date=YYYY-MM-DD/`` (hive partitioning),
 commits the partition atomically with ``_SUCCESS`` and ``_SUMMARY.json``, and prints a summary.
 
+Incremental: files whose content already has an ``ok`` row of this model version are skipped
+(hashed on the driver first); when nothing is new the partition is committed without starting Ray.
+
 Ray: with ``RAY_ADDRESS`` set (``ray job submit``) or a cluster started with ``ray start`` on this
 machine (``ray submit`` runs the script on the head node) the job joins that cluster; otherwise it
 starts a local Ray. ``--ray-address local`` always starts a local one.
@@ -119,14 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"classify.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_INVALID
-    _init_ray(args.ray_address)
+    prepared = pipeline.prepare_run(config, plan)
+    if prepared.needs_ray:  # an unchanged folder's rerun commits without starting Ray at all
+        _init_ray(args.ray_address)
+        try:
+            pipeline.check_cluster(config)
+        except ValueError as error:  # e.g. fewer GPUs than --gpus-per-actor asks for
+            print(f"classify.py: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return EXIT_INVALID
     try:
-        pipeline.check_cluster(config)
-    except ValueError as error:  # e.g. fewer GPUs than --gpus-per-actor asks for
-        print(f"classify.py: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return EXIT_INVALID
-    try:
-        summary = pipeline.run_job(config, plan)
+        summary = pipeline.run_job(config, plan, prepared)
     except pipeline.RunFailed as error:
         print(f"classify.py: {error}", file=sys.stderr)
         return EXIT_NOT_COMMITTED

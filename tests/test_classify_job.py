@@ -200,6 +200,18 @@ def test_killed_driver_then_rerun_leaves_one_row_per_file(ray_session, tmp_path,
     assert len(paths) == len(set(paths.to_pylist())) == 40
     assert not list(staging.glob("2026-05-01-*"))  # the killed run's staging is cleaned up
 
+    # an unchanged rerun commits without Ray: the unreachable cluster address is never dialled
+    result = _classify("--input", str(photos), "--output", str(out), "--model",
+                       str(job_bundle_classical), "--run-date", "2026-05-01",
+                       "--ray-address", "127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "processed        0" in result.stdout
+    assert "(40 rows carried forward)" in result.stdout
+    summary = json.loads((out / "run_date=2026-05-01" / "_SUMMARY.json").read_text())
+    assert (summary["processed"], summary["carried_forward"], summary["cpus"]) == (0, 40, 0)
+    table = pyarrow.dataset.dataset(out, partitioning="hive").to_table()
+    assert table.num_rows == 40 and set(table.column("run_id").to_pylist()) != {summary["run_id"]}
+
 
 GPU_SCRIPT = textwrap.dedent("""
     import json, sys, threading, time

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from artsy.discover import discover, display_path, is_image_name
-from artsy.predict import read_file
+from artsy.io import read_file
 
 
 @pytest.fixture

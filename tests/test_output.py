@@ -85,19 +85,6 @@ def test_commit_replaces_the_partition_and_readers_see_only_committed_rows(tmp_p
     assert [p.name for p in staging.iterdir()] == ["2026-01-03-dead"]
 
 
-def test_read_prior_skips_other_partitions_and_carries_the_replaced_one(tmp_path):
-    location = output.locate(str(tmp_path / "labels"))
-    output.check_writable(location)
-    _stage_and_commit(location, "2026-01-01", "r1", pa.concat_tables([
-        _rows(["a.jpg"]), _rows(["bad.jpg"], status="error"), _rows(["old.jpg"], version="v0")]))
-    _stage_and_commit(location, "2026-01-02", "r2", _rows(["b.jpg"], run_id="r2"))
-    prior = output.read_prior(location, "v1", "2026-01-02")
-    assert prior.skip_hashes == {"sha-a"}
-    assert list(prior.carried) == [("b.jpg", "sha-b")]
-    assert prior.carried[("b.jpg", "sha-b")]["run_id"] == "r2"
-    assert output.read_prior(location, "v2", "2026-01-02").skip_hashes == set()
-
-
 def test_staged_counts_and_empty_runs(tmp_path):
     location = output.locate(str(tmp_path / "labels"))
     output.check_writable(location)

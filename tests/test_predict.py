@@ -1,4 +1,4 @@
-"""The job's stages called directly on batches: error rows, skips, carried rows, predictors."""
+"""The job's stages called directly on batches: error rows and predictors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from artsy.discover import discover
+from artsy.io import read_file
 from artsy.predict import (
     ClassicalPredictor,
     CnnPredictor,
     decode_and_featurize,
-    read_file,
     to_output_table,
 )
 from artsy.schema import output_schema
@@ -69,18 +69,6 @@ def test_read_file_refuses_a_fifo_without_blocking(tmp_path):
         read_file(os.fsencode(tmp_path / "pipe.jpg"))
 
 
-def test_decode_skips_known_hashes_and_marks_carried_rows(mixed_dir):
-    first = _decoded(mixed_dir)
-    paths, hashes = list(first["path"]), list(first["content_sha256"])
-    known = hashes[paths.index(str(mixed_dir / "photo_000000.jpg"))]
-    carried = (str(mixed_dir / "photo_000001.jpg"),
-               hashes[paths.index(str(mixed_dir / "photo_000001.jpg"))])
-    out = _decoded(mixed_dir, skip_hashes=frozenset({known}), carry_keys=frozenset({carried}))
-    assert len(out["path"]) == len(paths) - 1 and known not in list(out["content_sha256"])
-    index = list(out["path"]).index(carried[0])
-    assert out["kind"][index] == "carried" and (out["features"][index] == 0).all()
-
-
 def test_predictors_label_ok_rows_and_pass_error_rows_untouched(mixed_dir, job_bundle):
     batch = _decoded(mixed_dir)
     batch = ClassicalPredictor(str(job_bundle))(batch)
@@ -112,21 +100,6 @@ def test_classical_predictor_combines_when_there_is_no_cnn(mixed_dir, job_bundle
     ok = batch["status"] == "ok"
     expected = (batch["p_positive_knn"] + batch["p_positive_rf"]) / 2
     np.testing.assert_allclose(batch["p_positive"][ok], expected[ok], rtol=1e-5)
-
-
-def test_to_output_table_writes_carried_rows_unchanged(mixed_dir, job_bundle_classical):
-    first = to_output_table(
-        ClassicalPredictor(str(job_bundle_classical), combine=True)(_decoded(mixed_dir)),
-        run_id="old", models=("knn", "rf"), model_version="v", feature_set="affect")
-    old = {(row["path"], row["content_sha256"]): row for row in first.to_pylist()
-           if row["status"] == "ok"}
-    batch = _decoded(mixed_dir, carry_keys=frozenset(old))
-    batch = ClassicalPredictor(str(job_bundle_classical), combine=True)(batch)
-    second = to_output_table(batch, run_id="new", models=("knn", "rf"), model_version="v",
-                             feature_set="affect", carried=old)
-    rows = second.to_pylist()
-    assert [row for row in rows if row["run_id"] == "old"] == list(old.values())
-    assert {row["status"] for row in rows if row["run_id"] == "new"} == {"error"}
 
 
 def test_cnn_predictor_loads_tensorflow_only_for_new_images(tmp_path, job_bundle):
