@@ -3,7 +3,7 @@
 Plots (matplotlib, Agg canvas, no pyplot state): a confusion matrix per model, the CNN's learning
 curves, CNN feature maps of one public-domain photo, and a reliability plot. ``MODEL_CARD.md``
 holds the comparison table with published anchors, the exact command, data fingerprint and seed,
-and, when given, a feature-group ablation table (:mod:`artsy.ablation`) and a "What was tried" note.
+and, when given, feature-group ablation tables (:mod:`artsy.ablation`) and a "What was tried" note.
 """
 
 from __future__ import annotations
@@ -102,13 +102,15 @@ def read_tried(path: str | Path) -> str:
     return text
 
 
-def _ablation_lines(ablation: Mapping[str, Any]) -> list[str]:
-    meta = ablation.get("meta", {})
-    where = ", ".join(f"{key} {meta[key]}" for key in ("data", "min_agree", "n", "protocol")
-                      if key in meta)
-    return ["## Feature-group ablation (mean ± std over outer folds)", "",
-            *([f"{where}.", ""] if where else []),
-            markdown_table(ablation["rows"]).rstrip("\n"), ""]
+def _ablation_lines(tables: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = ["## Feature-group ablation (mean ± std over outer folds)", ""]
+    for table in tables:
+        meta = table.get("meta", {})
+        where = ", ".join(f"{key} {meta[key]}" for key in ("data", "min_agree", "n", "protocol")
+                          if key in meta)
+        lines += [*([f"{where}:", ""] if where else []),
+                  markdown_table(table["rows"]).rstrip("\n"), ""]
+    return lines
 
 
 def _save(figure: Figure, path: Path) -> Path:

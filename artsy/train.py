@@ -14,7 +14,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def _check_config(config: TrainConfig) -> None:
         raise ValueError(f"--out {out} is not writable (no write permission on {parent})")
 
 
-def command_line(config: TrainConfig, *, ablation: str | Path | None = None,
+def command_line(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
                  tried: str | Path | None = None) -> str:
     """The ``jobs/train.py`` command that reproduces ``config`` (and the report's extra files)."""
     parts = ["python", "jobs/train.py", "--data", config.data, "--out", config.out]
@@ -84,7 +84,7 @@ def command_line(config: TrainConfig, *, ablation: str | Path | None = None,
     parts += ["--models", *config.models, "--feature-set", config.artsy.feature_set,
               "--seed", str(config.artsy.seed), "--cv-seeds", *map(str, config.cv_seeds),
               "--n-splits", str(config.n_splits), "--cnn-epochs", str(config.cnn_epochs)]
-    parts += ["--ablation", str(ablation)] if ablation is not None else []
+    parts += ["--ablation", *map(str, ablation)] if ablation else []
     parts += ["--tried", str(tried)] if tried is not None else []
     return " ".join(parts)
 
@@ -204,7 +204,7 @@ def _load(config: TrainConfig) -> tuple[LabelledImages, np.ndarray, list[tuple[s
     return data, images, failures
 
 
-def train(config: TrainConfig, *, ablation: str | Path | None = None,
+def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
           tried: str | Path | None = None) -> Path:
     """Train, evaluate and save a model bundle as ``config`` says.
 
@@ -213,8 +213,9 @@ def train(config: TrainConfig, *, ablation: str | Path | None = None,
     config : TrainConfig
         Data folder, output bundle, agreement subset, models, CV folds and seeds, CNN epochs and
         the shared settings (feature set, image size, seed).
-    ablation : str or Path or None, default=None
-        JSON from ``python -m artsy.ablation``; its table goes into the model card and manifest.
+    ablation : sequence of str or Path, default=()
+        JSON files from ``python -m artsy.ablation`` (e.g. one per agreement subset); their tables
+        go into the model card and the manifest (one path is accepted too).
     tried : str or Path or None, default=None
         Markdown for the model card's "What was tried" section.
 
@@ -231,7 +232,8 @@ def train(config: TrainConfig, *, ablation: str | Path | None = None,
         :func:`artsy.dataset.load_labelled_folder` reports (missing folder, one class, ...).
     """
     _check_config(config)
-    extras = {"ablation": None if ablation is None else report.read_ablation(ablation),
+    ablation = [ablation] if isinstance(ablation, str | Path) else list(ablation)
+    extras = {"ablation": [report.read_ablation(path) for path in ablation] or None,
               "tried": None if tried is None else report.read_tried(tried)}
     started, cpu_started = time.perf_counter(), time.process_time()
     data, images, failures = _load(config)

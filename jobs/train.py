@@ -59,8 +59,8 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
                         help="outer CV folds")
     parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs, metavar="E",
                         help="upper bound on CNN epochs (early stopping ends sooner)")
-    parser.add_argument("--ablation", metavar="FILE.json",
-                        help="ablation JSON (python -m artsy.ablation) to show in the model card")
+    parser.add_argument("--ablation", nargs="+", default=[], metavar="FILE.json",
+                        help="ablation JSON files (python -m artsy.ablation) for the model card")
     parser.add_argument("--tried", metavar="FILE.md",
                         help="Markdown for the model card's 'What was tried' section")
     args = parser.parse_args(argv)

@@ -132,12 +132,16 @@ def test_report_model_card_shows_ablation_and_what_was_tried(run, tmp_path):
     path.write_text(json.dumps(ABLATION))
     tried = tmp_path / "tried.md"
     tried.write_text("- face cascade: no gain\n")
-    manifest = _manifest(run, ablation=report.read_ablation(path), tried=report.read_tried(tried))
+    four = {**ABLATION, "meta": {"data": "twitter_i", "min_agree": 4, "n": 1116}}
+    manifest = _manifest(run, ablation=[report.read_ablation(path), four],
+                         tried=report.read_tried(tried))
     card = report.model_card(run, manifest, ["reliability.png"])
     ablation_at, tried_at = card.index("## Feature-group ablation"), card.index("## What was tried")
     assert card.index("## Anchors") < ablation_at < tried_at
     assert "| colour | 28 | svm | 0.703 ± 0.030 | 0.641 ± 0.037 |" in card
-    assert "data twitter_i, min_agree 5, n 882" in card
+    assert card.index("data twitter_i, min_agree 5, n 882:") < card.index(
+        "data twitter_i, min_agree 4, n 1116:") < tried_at
+    assert card.count("| colour | 28 | svm |") == 2
     assert "- face cascade: no gain" in card[tried_at:]
     plain = report.model_card(run, _manifest(run), ["reliability.png"])
     assert "## Feature-group ablation" not in plain and "## What was tried" not in plain

@@ -202,9 +202,9 @@ def test_train_puts_ablation_and_what_was_tried_in_card_and_command(agree_folder
     (tmp_path / "ablation.json").write_text(json.dumps({"meta": {"n": 36}, "rows": rows}))
     (tmp_path / "tried.md").write_text("Tried a face cue: no gain.\n")
     bundle = train(_config(agree_folder, tmp_path / "b", ("logreg",), cv_seeds=(0,)),
-                   ablation=tmp_path / "ablation.json", tried=tmp_path / "tried.md")
+                   ablation=[tmp_path / "ablation.json"], tried=tmp_path / "tried.md")
     manifest = _manifest(bundle)
-    assert manifest["ablation"]["rows"] == rows
+    assert [table["rows"] for table in manifest["ablation"]] == [rows]
     assert manifest["tried"] == "Tried a face cue: no gain."
     assert manifest["training"]["command"].endswith(
         f"--ablation {tmp_path / 'ablation.json'} --tried {tmp_path / 'tried.md'}")
