@@ -244,14 +244,40 @@ class Bundle:
         The parsed ``manifest.json``.
     classical : dict of str to estimator
         Classical models by name; ``predict_proba(features)[:, 1]`` is the positive probability.
+        Loaded on first use (checksum re-verified), so a process that only needs the manifest,
+        the combiner or the CNN never imports scikit-learn's estimators for them.
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], classical: dict[str, Any],
-                 combiner: Any = None) -> None:
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
-        self.classical = classical
-        self._combiner = combiner
+        self._classical: dict[str, Any] | None = None
+        self._combiner: Any = None
+
+    @property
+    def classical(self) -> dict[str, Any]:
+        """Classical models by name (loaded with skops on first access)."""
+        if self._classical is None:
+            self._classical = {name: _load_skops(self.path, entry, self.manifest["files"])
+                               for name, entry in self._classical_entries().items()}
+        return self._classical
+
+    @property
+    def classical_names(self) -> tuple[str, ...]:
+        """Names of the classical models, sorted (read from the manifest, nothing loaded)."""
+        return tuple(self._classical_entries())
+
+    def _classical_entries(self) -> dict[str, Mapping[str, Any]]:
+        return {name: entry for name, entry in sorted(self.manifest["models"].items())
+                if entry.get("kind") == "classical"}
+
+    @property
+    def combiner(self) -> Any:
+        """The stacking combiner (``None`` for other ensemble methods), loaded on first access."""
+        entry = self.manifest["ensemble"].get("combiner")
+        if entry and self._combiner is None:
+            self._combiner = _load_skops(self.path, entry, self.manifest["files"])
+        return self._combiner
 
     @property
     def version(self) -> str:
@@ -335,7 +361,7 @@ class Bundle:
             raise ValueError(f"probabilities missing for ensemble members {missing}")
         columns = np.column_stack([np.asarray(probs[name], dtype=np.float64).reshape(-1)
                                    for name in self.members])
-        return combine_columns(self.manifest["ensemble"], columns, self._combiner)
+        return combine_columns(self.manifest["ensemble"], columns, self.combiner)
 
 
 def combine_columns(ensemble: Mapping[str, Any], columns: np.ndarray,
@@ -406,12 +432,13 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _load_skops(root: Path, entry: Mapping[str, Any]) -> Any:
+def _load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -> Any:
     import skops.io
 
     name = entry["file"]
     trusted = list(entry.get("trusted", []))
     _check_allowed(trusted, f"bundle {root}: {name}")
+    _verify_file(root, name, files.get(name))
     unexpected = sorted(set(_untrusted_types(root / name)) - set(trusted))
     if unexpected:
         raise BundleError(f"bundle {root}: {name} holds types not recorded at save time: "
@@ -419,18 +446,22 @@ def _load_skops(root: Path, entry: Mapping[str, Any]) -> Any:
     return skops.io.load(root / name, trusted=trusted)
 
 
-def load_bundle(path: str | Path | None = None) -> Bundle:
+def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle:
     """Load and verify a model bundle.
 
     Parameters
     ----------
     path : str or Path or None, default=None
         Bundle directory; ``None`` loads the one shipped in the package (``artsy/default_bundle``).
+    lazy : bool, default=False
+        Verify the manifest, every checksum and the recorded types, but load the classical
+        models and the combiner only when first used (no scikit-learn import until then).
 
     Returns
     -------
     Bundle
-        The bundle, with classical models and combiner loaded; the CNN loads on ``load_cnn()``.
+        The bundle, with classical models and combiner loaded unless ``lazy``; the CNN loads on
+        ``load_cnn()``.
 
     Raises
     ------
@@ -448,19 +479,18 @@ def load_bundle(path: str | Path | None = None) -> Bundle:
     manifest = _read_manifest(root)
     for name, digest in sorted(manifest["files"].items()):
         _verify_file(root, name, digest)
-    for entry in manifest["models"].values():
+    combiner_entry = manifest["ensemble"].get("combiner")
+    for entry in [*manifest["models"].values(), *([combiner_entry] if combiner_entry else [])]:
         if entry["file"] not in manifest["files"]:
             raise BundleError(f"bundle {root}: {entry['file']} is not listed in manifest.json")
-    classical = {name: _load_skops(root, entry)
-                 for name, entry in sorted(manifest["models"].items())
-                 if entry.get("kind") == "classical"}
-    combiner_entry = manifest["ensemble"].get("combiner")
-    combiner = _load_skops(root, combiner_entry) if combiner_entry else None
-    bundle = Bundle(root, manifest, classical, combiner)
+        _check_allowed(list(entry.get("trusted", [])), f"bundle {root}: {entry['file']}")
+    bundle = Bundle(root, manifest)
     missing = [name for name in bundle.members if name not in manifest["models"]]
     if missing:
         raise BundleError(f"bundle {root}: ensemble members {missing} have no model file")
-    if manifest["ensemble"].get("method") == "stacking" and combiner is None:
+    if manifest["ensemble"].get("method") == "stacking" and not combiner_entry:
         raise BundleError(f"bundle {root}: stacking ensemble without a combiner file")
+    if not lazy:
+        _ = bundle.classical, bundle.combiner
     logger.info("loaded bundle %s (version %s)", root, bundle.version)
     return bundle

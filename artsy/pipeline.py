@@ -28,10 +28,11 @@ from artsy.config import JobConfig
 
 logger = logging.getLogger(__name__)
 
-#: CPUs reserved by a classical-model actor (scikit-learn predict is light next to features).
-CLASSICAL_ACTOR_CPUS = 0.25
-#: CPUs reserved by a CNN actor on a cluster with fewer than ``SMALL_CLUSTER_CPUS`` CPUs.
-SMALL_CLUSTER_CNN_CPUS = 0.5
+#: CPUs reserved by a CNN actor on a cluster with fewer than ``SMALL_CLUSTER_CPUS`` CPUs: none,
+#: so every core runs a decode task. After its start-up the CNN needs about a tenth of the CPU
+#: time of decoding + features per image (1 100 vs 106 images/s per core), and it runs one
+#: TensorFlow thread, so it shares a core instead of idling on a reserved one.
+SMALL_CLUSTER_CNN_CPUS = 0.0
 SMALL_CLUSTER_CPUS = 4
 #: Retries of a decode task whose worker died; restarts / task retries of a predictor actor.
 TASK_RETRIES = 3
@@ -178,7 +179,7 @@ def validate_job(config: JobConfig) -> JobPlan:
     _check_numbers(config)
     run_date = resolve_run_date(config.run_date)
     discover.check_inputs(config.inputs)
-    bundle = load_bundle(config.model)
+    bundle = load_bundle(config.model, lazy=True)  # verified; models load in the workers
     location = output.locate(config.output)
     output.check_writable(location)
     expected = list(bundle.manifest["feature_set"].get("names", []))
@@ -187,7 +188,7 @@ def validate_job(config: JobConfig) -> JobPlan:
         raise ValueError(f"model bundle {bundle.path} was trained on {len(expected)} "
                          f"'{bundle.feature_set}' features but this artsy computes "
                          f"{len(computed)} different ones; retrain it with jobs/train.py")
-    models = tuple(sorted(bundle.classical)) + (("cnn",) if bundle.has_cnn else ())
+    models = bundle.classical_names + (("cnn",) if bundle.has_cnn else ())
     return JobPlan(run_date=run_date, model_version=bundle.version,
                    feature_set=bundle.feature_set, models=models, cnn=bundle.has_cnn,
                    image_size=bundle.image_size,
@@ -245,36 +246,30 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
 
     batch_size = config.artsy.batch_size
     items = [{"path": item.path, "location": item.location} for item in files]
+    # One block per batch (at most batch_size rows) and one block per CPU task (batch_size=None):
+    # many small tasks stream and balance better than a few large ones.
     blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    finish = {"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
+              "feature_set": plan.feature_set}
     dataset = dataset.map_batches(
-        predict.decode_and_featurize, batch_size=batch_size, num_cpus=1,
-        max_retries=TASK_RETRIES,
-        fn_kwargs={"image_size": plan.image_size, "feature_set": plan.feature_set,
-                   "n_features": plan.n_features})
+        predict.featurize_and_score, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES,
+        fn_kwargs={"bundle_path": config.model, "image_size": plan.image_size,
+                   "feature_set": plan.feature_set, "n_features": plan.n_features,
+                   "output": None if plan.cnn else finish})
+    if not plan.cnn:
+        return dataset
     actors, gpus_per_actor, actor_cpus = check_cluster(config)
-    dataset = dataset.map_batches(
-        predict.ClassicalPredictor, batch_size=batch_size,
-        fn_constructor_args=(config.model,), fn_constructor_kwargs={"combine": not plan.cnn},
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-        num_cpus=CLASSICAL_ACTOR_CPUS, max_restarts=ACTOR_RESTARTS,
-        max_task_retries=TASK_RETRIES)
-    if plan.cnn:
-        logger.info("CNN: %d actor(s), %.2f GPU and %.2f CPU each", actors, gpus_per_actor,
-                    actor_cpus)
-        dataset = dataset.map_batches(
-            predict.CnnPredictor, batch_size=batch_size,
-            fn_constructor_args=(config.model,),
-            fn_constructor_kwargs={"batch_size": batch_size,
-                                   "threads": max(1, math.ceil(actor_cpus))},
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
-            max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
+    logger.info("CNN: %d actor(s), %.2f GPU and %.2f CPU each", actors, gpus_per_actor,
+                actor_cpus)
     return dataset.map_batches(
-        predict.to_output_table, batch_size=batch_size, batch_format="numpy",
-        num_cpus=CLASSICAL_ACTOR_CPUS, max_retries=TASK_RETRIES,
-        fn_kwargs={"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
-                   "feature_set": plan.feature_set})
+        predict.CnnPredictor, batch_size=batch_size,  # Ray asks for one when GPUs are requested
+        fn_constructor_args=(config.model,),
+        fn_constructor_kwargs={"batch_size": batch_size,
+                               "threads": max(1, math.ceil(actor_cpus)), "output": finish},
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
+        max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
 
 
 def new_run_id() -> str:

@@ -1,11 +1,13 @@
 """The batch job's stages, each a ``map_batches`` step over ``Dict[str, np.ndarray]`` batches.
 
-1. :func:`decode_and_featurize` (Ray tasks, CPU): read each file's bytes, hash them, decode and
-   extract features. A file that cannot be read or decoded becomes an error row with its reason.
-2. :class:`ClassicalPredictor` (actors): every classical model's positive-class probability.
-3. :class:`CnnPredictor` (actor pool, one GPU per actor when the cluster has GPUs): the CNN.
-4. :func:`to_output_table`: ensemble probability, label and the Parquet columns of
-   :func:`artsy.schema.output_schema`.
+1. :func:`featurize_and_score` (Ray tasks, CPU): :func:`decode_and_featurize` reads each file's
+   bytes, hashes, decodes and featurizes them (a file that cannot be read or decoded becomes an
+   error row with its reason), then :func:`add_classical` adds every classical model's
+   positive-class probability (the bundle is loaded once per worker process).
+2. :class:`CnnPredictor` (actor pool, one GPU per actor when the cluster has GPUs): the CNN.
+3. :func:`to_output_table`: ensemble probability, label and the Parquet columns of
+   :func:`artsy.schema.output_schema`, made by the last stage (the actor, or the task when the
+   bundle has no CNN), so rows leave the pipeline as small Arrow tables.
 
 Error rows (``status != "ok"``) pass through every predictor untouched. Which files a run
 processes at all (incremental runs) is decided before, on the driver (:mod:`artsy.incremental`).
@@ -18,6 +20,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -123,40 +126,87 @@ def _combine_and_label(bundle, batch: Batch, mask: np.ndarray) -> None:
     batch["p_positive"] = p_positive
 
 
-class ClassicalPredictor:
-    """Adds ``p_positive_<model>`` for every classical model of a bundle (a Ray Data actor).
+#: Bundles loaded in this worker process, by path (a Ray worker process runs many tasks).
+_BUNDLES: dict[str | None, object] = {}
+
+
+def cached_bundle(bundle_path: str | None):
+    """Return the verified bundle at ``bundle_path``, loaded once per process.
+
+    Lazy (:func:`artsy.bundle.load_bundle`): a CNN actor loads the combiner and the CNN, never
+    the classical models; a CPU task loads the classical models on its first batch.
+    """
+    bundle = _BUNDLES.get(bundle_path)
+    if bundle is None:
+        from artsy.bundle import load_bundle
+
+        bundle = _BUNDLES[bundle_path] = load_bundle(bundle_path, lazy=True)
+    return bundle
+
+
+def add_classical(bundle, batch: Batch, *, combine: bool = False) -> Batch:
+    """Add ``p_positive_<model>`` for every classical model of ``bundle``; drop ``features``.
 
     Parameters
     ----------
-    bundle_path : str or None
-        Model bundle directory; ``None`` is the shipped default. Loaded (and verified) once.
+    bundle : artsy.bundle.Bundle
+    batch : dict of ndarray
+        From :func:`decode_and_featurize`.
     combine : bool, default=False
-        Also compute the ensemble ``p_positive`` (when no CNN stage follows).
+        Also add the ensemble ``p_positive`` (possible when the CNN is not an ensemble member).
     """
+    mask = _fresh_ok(batch)
+    features = batch.pop("features")
+    for name in sorted(bundle.classical):
+        batch[model_column(name)] = np.full(len(mask), np.nan, dtype=np.float64)
+    if mask.any():
+        for name, probs in bundle.predict_classical(features[mask]).items():
+            batch[model_column(name)][mask] = probs
+    if combine:
+        _combine_and_label(bundle, batch, mask)
+    return batch
 
-    def __init__(self, bundle_path: str | None, *, combine: bool = False) -> None:
-        from artsy.bundle import load_bundle
 
-        self.bundle = load_bundle(bundle_path)
-        self.combine = combine
+def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: int,
+                        feature_set: str, n_features: int | None = None,
+                        output: Mapping[str, object] | None = None) -> Batch | pa.Table:
+    """The job's CPU task: :func:`decode_and_featurize`, the classical models, the ensemble.
 
-    def __call__(self, batch: Batch) -> Batch:
-        """Map a batch from :func:`decode_and_featurize`; drops ``features``."""
-        mask = _fresh_ok(batch)
-        features = batch.pop("features")
-        for name in sorted(self.bundle.classical):
-            batch[model_column(name)] = np.full(len(mask), np.nan, dtype=np.float64)
-        if mask.any():
-            for name, probs in self.bundle.predict_classical(features[mask]).items():
-                batch[model_column(name)][mask] = probs
-        if self.combine:
-            _combine_and_label(self.bundle, batch, mask)
-            batch.pop("pixels")
+    The ensemble ``p_positive`` is added here unless the CNN is one of its members (then the CNN
+    actor adds it), so an actor whose CNN only fills its own column never loads scikit-learn.
+
+    Parameters
+    ----------
+    batch : dict with ``path`` and ``location`` arrays
+        Discovered files.
+    bundle_path : str or None
+        Model bundle (``None``: the shipped default), loaded once per worker process.
+    image_size, feature_set, n_features
+        As for :func:`decode_and_featurize`.
+    output : mapping or None, default=None
+        Keyword arguments of :func:`to_output_table`. Given (a bundle without a CNN), the task
+        also combines the ensemble and returns the finished table.
+
+    Returns
+    -------
+    dict of ndarray or pyarrow.Table
+        The batch with ``pixels`` and the classical columns, for :class:`CnnPredictor`; or the
+        output table.
+    """
+    batch = decode_and_featurize(batch, image_size=image_size, feature_set=feature_set,
+                                 n_features=n_features)
+    bundle = cached_bundle(bundle_path)
+    batch = add_classical(bundle, batch, combine=not bundle.cnn_member)
+    if output is None:
         return batch
+    batch.pop("pixels")
+    return to_output_table(batch, **output)
 
 
 class CnnPredictor:
-    """Adds ``p_positive_cnn`` and the ensemble ``p_positive`` (a Ray Data actor, GPU if given).
+    """Adds ``p_positive_cnn`` (and ``p_positive`` when the CNN is an ensemble member).
+
+    A Ray Data actor, on a GPU when the cluster has one.
 
     Parameters
     ----------
@@ -166,44 +216,39 @@ class CnnPredictor:
         Images per forward pass; the last pass is padded so the model always sees this shape.
     threads : int or None, default=None
         TensorFlow intra-op threads (the CPUs the actor reserved); ``None`` is TensorFlow's default.
+    output : mapping or None, default=None
+        Keyword arguments of :func:`to_output_table`: given, each call returns the finished table.
 
     Notes
     -----
-    The bundle is loaded and verified in ``__init__``; TensorFlow and the Keras model load on the
-    first batch that holds a new image. An incremental run whose files are all already labelled
-    then never pays TensorFlow's start-up (seconds per actor).
+    TensorFlow and the Keras model load in ``__init__``: Ray Data starts the actor pool when the
+    run starts, so the import (seconds) overlaps the first decode tasks instead of following them.
     """
 
-    def __init__(self, bundle_path: str | None, *, batch_size: int,
-                 threads: int | None = None) -> None:
-        from artsy.bundle import load_bundle
+    def __init__(self, bundle_path: str | None, *, batch_size: int, threads: int | None = None,
+                 output: Mapping[str, object] | None = None) -> None:
+        from artsy import cnn
 
-        self.bundle = load_bundle(bundle_path)
+        self.bundle = cached_bundle(bundle_path)
         self.batch_size = batch_size
-        self.threads = threads
-        self.model = None
+        self.output = output
+        cnn.configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
+        self.model = self.bundle.load_cnn()
 
-    def _load_model(self):
-        if self.model is None:
-            from artsy import cnn
-
-            cnn.configure_tensorflow(intra_op_threads=self.threads, gpu_memory_growth=True)
-            self.model = self.bundle.load_cnn()
-        return self.model
-
-    def __call__(self, batch: Batch) -> Batch:
-        """Map a batch from :class:`ClassicalPredictor`; drops ``pixels``."""
+    def __call__(self, batch: Batch) -> Batch | pa.Table:
+        """Map a batch from :func:`featurize_and_score`; drops ``pixels``."""
         from artsy import cnn
 
         mask = _fresh_ok(batch)
         pixels = batch.pop("pixels")
         column = np.full(len(mask), np.nan, dtype=np.float64)
         if mask.any():
-            column[mask] = cnn.predict_positive(self._load_model(), pixels[mask],
+            column[mask] = cnn.predict_positive(self.model, pixels[mask],
                                                 batch_size=self.batch_size)
         batch[model_column("cnn")] = column
-        _combine_and_label(self.bundle, batch, mask)
-        return batch
+        if self.bundle.cnn_member:
+            _combine_and_label(self.bundle, batch, mask)
+        return batch if self.output is None else to_output_table(batch, **self.output)
 
 
 def _nullable(values: np.ndarray, valid: np.ndarray, type_: pa.DataType) -> pa.Array:

@@ -75,7 +75,8 @@ def _ray_features(ray: object, paths: list[str], batch_size: int, feature_set: s
     function, _ = stage(feature_set)
     items = [{"path": path, "location": path.encode()} for path in paths]
     dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(paths) // batch_size)))
-    dataset = dataset.map_batches(function, batch_size=batch_size, batch_format="numpy",
+    # One block of batch_size paths per task (batch_size=None), as the job runs its CPU tasks.
+    dataset = dataset.map_batches(function, batch_size=None, batch_format="numpy",
                                   num_cpus=1, fn_kwargs={"image_size": IMAGE_SIZE,
                                              "feature_set": feature_set})
     return sum(len(batch["path"]) for batch in

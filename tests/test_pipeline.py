@@ -105,7 +105,7 @@ def test_validate_job_refuses_bad_settings(photos, tmp_path, job_bundle_classica
 def test_cnn_resources_follow_the_cluster():
     config = JobConfig(inputs=("x",), output="y")
     assert pipeline._cnn_resources(config, {"CPU": 16.0, "GPU": 4.0}) == (4, 1.0, 1.0)
-    assert pipeline._cnn_resources(config, {"CPU": 2.0}) == (1, 0.0, 0.5)
+    assert pipeline._cnn_resources(config, {"CPU": 2.0}) == (1, 0.0, 0.0)
     halves = JobConfig(inputs=("x",), output="y", gpus_per_actor=0.5)
     assert pipeline._cnn_resources(halves, {"CPU": 8.0, "GPU": 1.0})[:2] == (2, 0.5)
     with pytest.raises(ValueError, match="GPUs"):
@@ -134,7 +134,7 @@ def test_job_survives_a_killed_ray_worker(ray_session, tmp_path, job_bundle_clas
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             for pid, command in _descendants(os.getpid()):
-                if command.startswith("ray::") and "decode_and_featurize" in command:
+                if command.startswith("ray::") and "featurize_and_score" in command:
                     os.kill(pid, signal.SIGKILL)
                     killed.append(command)
                     return

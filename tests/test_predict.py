@@ -11,9 +11,11 @@ import pytest
 from artsy.discover import discover
 from artsy.io import read_file
 from artsy.predict import (
-    ClassicalPredictor,
     CnnPredictor,
+    add_classical,
+    cached_bundle,
     decode_and_featurize,
+    featurize_and_score,
     to_output_table,
 )
 from artsy.schema import output_schema
@@ -70,9 +72,9 @@ def test_read_file_refuses_a_fifo_without_blocking(tmp_path):
 
 
 def test_predictors_label_ok_rows_and_pass_error_rows_untouched(mixed_dir, job_bundle):
-    batch = _decoded(mixed_dir)
-    batch = ClassicalPredictor(str(job_bundle))(batch)
-    assert "features" not in batch
+    batch = featurize_and_score(_batch(mixed_dir), bundle_path=str(job_bundle), image_size=100,
+                                feature_set="affect")
+    assert "features" not in batch and "pixels" in batch
     batch = CnnPredictor(str(job_bundle), batch_size=4, threads=1)(batch)
     assert "pixels" not in batch
     ok = batch["status"] == "ok"
@@ -94,19 +96,44 @@ def test_predictors_label_ok_rows_and_pass_error_rows_untouched(mixed_dir, job_b
     assert ok_labels <= {"positive", "negative"} and rows["photo_000000.jpg"]["error"] is None
 
 
-def test_classical_predictor_combines_when_there_is_no_cnn(mixed_dir, job_bundle_classical):
-    batch = ClassicalPredictor(str(job_bundle_classical), combine=True)(_decoded(mixed_dir))
-    assert "pixels" not in batch
+def test_cpu_task_finishes_the_table_when_there_is_no_cnn(mixed_dir, job_bundle_classical):
+    batch = add_classical(cached_bundle(str(job_bundle_classical)), _decoded(mixed_dir),
+                          combine=True)
     ok = batch["status"] == "ok"
     expected = (batch["p_positive_knn"] + batch["p_positive_rf"]) / 2
     np.testing.assert_allclose(batch["p_positive"][ok], expected[ok], rtol=1e-5)
+    finish = {"run_id": "r", "models": ("knn", "rf"), "model_version": "v",
+              "feature_set": "affect"}
+    table = featurize_and_score(_batch(mixed_dir), bundle_path=str(job_bundle_classical),
+                                image_size=100, feature_set="affect", output=finish)
+    assert table.schema.equals(output_schema(("knn", "rf")))
+    assert table.column("p_positive").to_pylist() == [
+        None if np.isnan(value) else value for value in batch["p_positive"].astype(float)]
 
 
-def test_cnn_predictor_loads_tensorflow_only_for_new_images(tmp_path, job_bundle):
+def test_cnn_actor_returns_the_finished_table_and_skips_error_rows(tmp_path, job_bundle):
     folder = tmp_path / "broken"
     folder.mkdir()
     (folder / "a.jpg").write_bytes(b"")
-    batch = ClassicalPredictor(str(job_bundle))(_decoded(folder))
-    predictor = CnnPredictor(str(job_bundle), batch_size=4)
+    batch = featurize_and_score(_batch(folder), bundle_path=str(job_bundle), image_size=100,
+                                feature_set="affect")
+    finish = {"run_id": "r", "models": ("knn", "rf", "cnn"), "model_version": "v",
+              "feature_set": "affect"}
+    table = CnnPredictor(str(job_bundle), batch_size=4, output=finish)(batch)
+    row = table.to_pylist()[0]
+    assert (row["status"], row["error"], row["p_positive_cnn"]) == ("error", "empty file", None)
+
+
+def test_shipped_bundle_labels_on_cpu_and_its_cnn_actor_never_loads_scikit_learn(mixed_dir,
+                                                                                 monkeypatch):
+    batch = featurize_and_score(_batch(mixed_dir), bundle_path=None, image_size=100,
+                                feature_set="affect")
+    ok = batch["status"] == "ok"
+    before = batch["p_positive"].copy()
+    assert ((before[ok] > 0) & (before[ok] < 1)).all()  # the CNN is not an ensemble member
+    monkeypatch.setattr("artsy.predict._BUNDLES", {})  # as in a separate actor process
+    predictor = CnnPredictor(None, batch_size=8, threads=1)
     out = predictor(batch)
-    assert predictor.model is None and np.isnan(out["p_positive_cnn"]).all()
+    np.testing.assert_array_equal(out["p_positive"], before)
+    assert ((out["p_positive_cnn"][ok] > 0) & (out["p_positive_cnn"][ok] < 1)).all()
+    assert predictor.bundle._classical is None and predictor.bundle._combiner is None
