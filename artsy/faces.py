@@ -6,8 +6,8 @@ the cue fits :class:`artsy.features.FeatureSet` as it is. Five numbers per image
 the largest face's centre (x, y in [0, 1]; 0.5 when there is no face).
 
 Measured on Twitter I 5-agree (grouped 5-fold x 3 seeds, ``benchmarks/face_cue.py``): appended to
-``affect`` it raised the stacked svm + logreg + rf ensemble from 0.756 / 0.707 to 0.769 / 0.723
-(accuracy / balanced), at about 13 ms of one core per image (the ``affect`` features take ~7 ms).
+``affect`` it raised the stacked svm + logreg + rf ensemble from 0.756 / 0.707 to 0.768 / 0.723
+(accuracy / balanced), at about 14 ms of one core per image (the ``affect`` features take ~7 ms).
 
 References
 ----------
