@@ -45,6 +45,7 @@ from artsy.affect import (
     affect_features,
     affect_features_batch,
 )
+from artsy.faces import FACE_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +158,28 @@ def _registry() -> dict[str, FeatureSet]:
                                  affect_feature_names(_AFFECT_HOG_GROUPS),
                                  "the affect set plus the 324-long grey HOG descriptor (443)",
                                  partial(affect_features_batch, groups=_AFFECT_HOG_GROUPS)),
+        "affect_faces": FeatureSet("affect_faces", affect_faces_features,
+                                   affect_feature_names() + FACE_NAMES,
+                                   "the affect set plus 5 face-cascade numbers (124): more "
+                                   "accurate, about 2.5x the feature cost per image",
+                                   affect_faces_batch),
     }
 
 
 _AFFECT_HOG_GROUPS = AFFECT_GROUPS + ("hog",)
+
+
+def affect_faces_batch(images: np.ndarray) -> np.ndarray:
+    """The ``affect`` features followed by :func:`artsy.faces.face_features_batch` (124 each)."""
+    from artsy.faces import face_features_batch
+
+    images = np.asarray(images, dtype=np.uint8)
+    return np.concatenate([affect_features_batch(images), face_features_batch(images)], axis=1)
+
+
+def affect_faces_features(image: np.ndarray) -> np.ndarray:
+    """One image's ``affect_faces`` features, ``(124,)``."""
+    return affect_faces_batch(np.asarray(image, dtype=np.uint8)[None])[0]
 
 
 def affect_hog_features(image: np.ndarray) -> np.ndarray:

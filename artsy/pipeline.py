@@ -70,13 +70,13 @@ class Prepared:
         Files discovered under the inputs.
     work : artsy.incremental.Work
         Files to process, rows to carry forward, files skipped.
-    started : float
-        ``time.perf_counter()`` when discovery began (the run's clock).
+    seconds : float
+        Wall time of discovery and the incremental decision.
     """
 
     images_seen: int
     work: Any
-    started: float
+    seconds: float
 
     @property
     def needs_ray(self) -> bool:
@@ -108,7 +108,8 @@ class RunSummary:
     errors_by_reason : dict of str to int
         Error rows by kind (the reason's text before ``:``).
     seconds : float
-        Wall time from discovery to commit.
+        Wall time of discovery, the incremental decision and the run up to the commit (starting
+        Ray, which the caller does between the two, is not counted).
     images_per_second : float
         ``processed / seconds``.
     committed : bool
@@ -250,6 +251,11 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
     # many small tasks stream and balance better than a few large ones.
     blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
+    if ray.cluster_resources().get("CPU", 0.0) < SMALL_CLUSTER_CPUS:
+        # Ray Data reserves part of a small cluster for each downstream operator (the 0-CPU CNN
+        # actor, the writer), which left one decode task running on 2 CPUs. This dataset's own
+        # context (a copy) turns that off; bigger clusters keep Ray Data's default.
+        dataset.context.op_resource_reservation_enabled = False
     finish = {"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
               "feature_set": plan.feature_set}
     dataset = dataset.map_batches(
@@ -290,8 +296,8 @@ def prepare_run(config: JobConfig, plan: JobPlan) -> Prepared:
     files = discover.discover(config.inputs)
     prior = incremental.PriorRows() if config.full else incremental.read_prior(
         plan.location, plan.model_version, plan.run_date)
-    return Prepared(images_seen=len(files), work=incremental.plan_work(files, prior),
-                    started=started)
+    work = incremental.plan_work(files, prior)
+    return Prepared(images_seen=len(files), work=work, seconds=time.perf_counter() - started)
 
 
 def _stage_carried(location, staging: str, rows, schema) -> None:
@@ -341,6 +347,7 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
 
     plan = plan or validate_job(config)
     prepared = prepared or prepare_run(config, plan)
+    started = time.perf_counter()
     work = prepared.work
     if prepared.needs_ray:
         check_cluster(config)
@@ -362,7 +369,7 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
     except BaseException:
         output.discard_staging(location, staging)
         raise
-    seconds = time.perf_counter() - prepared.started
+    seconds = prepared.seconds + time.perf_counter() - started
     cluster = _cluster_resources() if prepared.needs_ray else {}
     summary = RunSummary(
         run_id=run_id, run_date=plan.run_date, output=location.display,

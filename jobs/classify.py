@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ray-address", metavar="ADDRESS",
                         help="Ray cluster to join (default: $RAY_ADDRESS or the `ray start` "
                              "cluster on this machine, else a new local Ray; 'local' forces one)")
+    parser.add_argument("--dashboard", action="store_true",
+                        help="start the Ray dashboard when the job starts its own local Ray "
+                             "(off by default: it adds seconds and dies with the job)")
     parser.add_argument("--verbose", action="store_true", help="log progress at INFO level")
     return parser
 
@@ -99,10 +102,12 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None, dashboard: bool) -> None:
     import ray
 
-    ray.init(address=address, log_to_driver=True)
+    # include_dashboard only matters when this job starts its own local Ray (then the dashboard
+    # dies with the job, and starting it costs seconds); a cluster keeps its own.
+    ray.init(address=address, log_to_driver=True, include_dashboard=dashboard)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     prepared = pipeline.prepare_run(config, plan)
     if prepared.needs_ray:  # an unchanged folder's rerun commits without starting Ray at all
-        _init_ray(args.ray_address)
+        _init_ray(args.ray_address, args.dashboard)
         try:
             pipeline.check_cluster(config)
         except ValueError as error:  # e.g. fewer GPUs than --gpus-per-actor asks for
