@@ -251,15 +251,20 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
     # many small tasks stream and balance better than a few large ones.
     blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    if ray.cluster_resources().get("CPU", 0.0) < SMALL_CLUSTER_CPUS:
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    concurrency = None
+    if cpus < SMALL_CLUSTER_CPUS:
         # Ray Data reserves part of a small cluster for each downstream operator (the 0-CPU CNN
         # actor, the writer), which left one decode task running on 2 CPUs. This dataset's own
-        # context (a copy) turns that off; bigger clusters keep Ray Data's default.
+        # context (a copy) turns that off; the concurrency cap keeps in-flight tasks (and their
+        # outputs) to one per CPU. Bigger clusters keep Ray Data's defaults.
         dataset.context.op_resource_reservation_enabled = False
+        concurrency = max(1, int(cpus))
     finish = {"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
               "feature_set": plan.feature_set}
     dataset = dataset.map_batches(
         predict.featurize_and_score, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES,
+        concurrency=concurrency,
         fn_kwargs={"bundle_path": config.model, "image_size": plan.image_size,
                    "feature_set": plan.feature_set, "n_features": plan.n_features,
                    "output": None if plan.cnn else finish})
