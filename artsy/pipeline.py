@@ -212,6 +212,14 @@ def _cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, f
     return actors, gpus_per_actor, actor_cpus
 
 
+def cnn_threads(actor_cpus: float, cluster_cpus: float) -> int:
+    """TensorFlow intra-op threads of a CNN actor: its reserved CPUs, or every CPU when it
+    reserves none (small CPU-only clusters: its short bursts then use the idle cores)."""
+    if actor_cpus > 0:
+        return max(1, math.ceil(actor_cpus))
+    return max(1, int(cluster_cpus))
+
+
 def check_cluster(config: JobConfig) -> tuple[int, float, float]:
     """Check the CNN resources against the connected Ray cluster.
 
@@ -277,7 +285,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
         predict.CnnPredictor, batch_size=batch_size,  # Ray asks for one when GPUs are requested
         fn_constructor_args=(config.model,),
         fn_constructor_kwargs={"batch_size": batch_size,
-                               "threads": max(1, math.ceil(actor_cpus)), "output": finish},
+                               "threads": cnn_threads(actor_cpus, cpus), "output": finish},
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
         max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)

@@ -16,7 +16,6 @@ in ``with_startup`` and ``first_call_s``). ``busy`` is the time inside those cal
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from pathlib import Path
 
@@ -80,6 +79,9 @@ class TimedActor:
         return output
 
 
+#: Passes over the decoded images in the CNN part (bare predict and actor alike).
+REPEATS = 5
+
 def decoded_pixels(paths: list[str], scratch: Path) -> np.ndarray:
     """Return the ``(n, 100, 100, 3)`` pixels of ``paths``, cached as ``.npy`` in ``scratch``."""
     digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
@@ -112,7 +114,9 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     cnn_module = common.need("artsy.cnn", "build_cnn", "predict_positive", "configure_tensorflow")
     # Memory growth on, so the actor can share the GPU with this process's bare model.
     cnn_module.configure_tensorflow(gpu_memory_growth=True)
-    pixels = decoded_pixels(paths, scratch)
+    # The images pass REPEATS times: one pass takes well under a second, too short a window
+    # for a stable ratio on a noisy machine.
+    pixels = np.concatenate([decoded_pixels(paths, scratch)] * REPEATS)
     real = _real_actor(model)
     if real is None:
         keras_model = cnn_module.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
@@ -149,13 +153,13 @@ def job_actor_resources(cpus: int, *, gpu: bool) -> tuple[float, int | None]:
     From ``artsy.pipeline._cnn_resources`` when it exists, else (1, None).
     """
     try:
-        pipeline = common.need("artsy.pipeline", "_cnn_resources")
+        pipeline = common.need("artsy.pipeline", "_cnn_resources", "cnn_threads")
         config = common.need("artsy.config", "JobConfig").JobConfig(inputs=("-",), output="-")
         _, _, actor_cpus = pipeline._cnn_resources(config, {"CPU": float(cpus),
                                                             "GPU": 1.0 if gpu else 0.0})
     except (common.Skip, TypeError, ValueError):
         return 1.0, None
-    return actor_cpus, max(1, math.ceil(actor_cpus))
+    return actor_cpus, pipeline.cnn_threads(actor_cpus, cpus)
 
 
 def _rows(pixels: np.ndarray, others: tuple[str, ...]) -> list[dict]:
