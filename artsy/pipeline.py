@@ -212,15 +212,13 @@ def _cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, f
     return actors, gpus_per_actor, actor_cpus
 
 
-def cnn_threads(actor_cpus: float, cluster_cpus: float) -> int:
+def cnn_threads(actor_cpus: float) -> int:
     """TensorFlow intra-op threads of a CNN actor: its reserved CPUs, at least one.
 
     An actor that reserves no CPU (small CPU-only clusters) gets one thread, not every core:
     measured on 2 cores, two threads made the isolated actor faster but the whole job slower
     (more CPU spent, 24.7 s against 23.3 s for 1 000 photos), competing with the decode tasks.
-    ``cluster_cpus`` is kept so the rule can grow with the cluster.
     """
-    del cluster_cpus
     return max(1, math.ceil(actor_cpus))
 
 
@@ -289,7 +287,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
         predict.CnnPredictor, batch_size=batch_size,  # Ray asks for one when GPUs are requested
         fn_constructor_args=(config.model,),
         fn_constructor_kwargs={"batch_size": batch_size,
-                               "threads": cnn_threads(actor_cpus, cpus), "output": finish},
+                               "threads": cnn_threads(actor_cpus), "output": finish},
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
         max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)
