@@ -240,17 +240,22 @@ def check_cluster(config: JobConfig) -> tuple[int, float, float]:
     return _cnn_resources(config, ray.cluster_resources())
 
 
-def build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
-    """Return the lazy Ray dataset of output tables (nothing runs until it is written)."""
+def build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
+                  cluster: dict[str, float]):
+    """Return the lazy Ray dataset of output tables (nothing runs until it is written).
+
+    ``cluster`` is ``ray.cluster_resources()`` of the connected cluster, read once per run.
+    """
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing max_retries / max_restarts / max_task_retries as extra
         # keywords but offers no other way to make them finite (its defaults retry forever, so
         # a file that crashes its worker would hang the run); revisit before Ray 2.64.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return _build_dataset(config, plan, files, run_id)
+        return _build_dataset(config, plan, files, run_id, cluster)
 
 
-def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
+def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
+                   cluster: dict[str, float]):
     import ray
 
     from artsy import predict
@@ -261,7 +266,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
     # many small tasks stream and balance better than a few large ones.
     blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
     dataset = ray.data.from_items(items, override_num_blocks=blocks)
-    cpus = ray.cluster_resources().get("CPU", 0.0)
+    cpus = cluster.get("CPU", 0.0)
     concurrency = None
     if cpus < SMALL_CLUSTER_CPUS:
         # Ray Data reserves part of a small cluster for each downstream operator (the 0-CPU CNN
@@ -280,7 +285,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str):
                    "output": None if plan.cnn else finish})
     if not plan.cnn:
         return dataset
-    actors, gpus_per_actor, actor_cpus = check_cluster(config)
+    actors, gpus_per_actor, actor_cpus = _cnn_resources(config, cluster)
     logger.info("CNN: %d actor(s), %.2f GPU and %.2f CPU each", actors, gpus_per_actor,
                 actor_cpus)
     return dataset.map_batches(
@@ -326,12 +331,6 @@ def _stage_carried(location, staging: str, rows, schema) -> None:
             pyarrow.parquet.write_table(rows.slice(start, ROWS_PER_FILE), stream)
 
 
-def _cluster_resources() -> dict[str, float]:
-    import ray
-
-    return ray.cluster_resources() if ray.is_initialized() else {}
-
-
 def run_job(config: JobConfig, plan: JobPlan | None = None,
             prepared: Prepared | None = None) -> RunSummary:
     """Label every image under ``config.inputs`` and commit one partition of the label table.
@@ -364,8 +363,12 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
     prepared = prepared or prepare_run(config, plan)
     started = time.perf_counter()
     work = prepared.work
+    cluster: dict[str, float] = {}
     if prepared.needs_ray:
-        check_cluster(config)
+        import ray
+
+        cluster = ray.cluster_resources()
+        _cnn_resources(config, cluster)  # too many GPUs asked for: ValueError before any work
     run_id = new_run_id()
     location = plan.location
     schema = output_schema(plan.models)
@@ -376,7 +379,7 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         if work.carried_rows is not None:
             _stage_carried(location, staging, work.carried_rows, schema)
         if work.todo:
-            dataset = build_dataset(config, plan, work.todo, run_id)
+            dataset = build_dataset(config, plan, work.todo, run_id, cluster)
             dataset.write_parquet(staging, filesystem=location.filesystem,
                                   max_rows_per_file=ROWS_PER_FILE)
         output.ensure_file(location, staging, schema)
@@ -385,7 +388,6 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         output.discard_staging(location, staging)
         raise
     seconds = prepared.seconds + time.perf_counter() - started
-    cluster = _cluster_resources() if prepared.needs_ray else {}
     summary = RunSummary(
         run_id=run_id, run_date=plan.run_date, output=location.display,
         partition=location.partition(plan.run_date), model_version=plan.model_version,

@@ -113,7 +113,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     }
 
 
-def _fresh_ok(batch: Batch) -> np.ndarray:
+def _ok_rows(batch: Batch) -> np.ndarray:
     return batch["status"] == "ok"
 
 
@@ -155,7 +155,7 @@ def add_classical(bundle, batch: Batch, *, combine: bool = False) -> Batch:
     combine : bool, default=False
         Also add the ensemble ``p_positive`` (possible when the CNN is not an ensemble member).
     """
-    mask = _fresh_ok(batch)
+    mask = _ok_rows(batch)
     features = batch.pop("features")
     for name in sorted(bundle.classical):
         batch[model_column(name)] = np.full(len(mask), np.nan, dtype=np.float64)
@@ -239,7 +239,7 @@ class CnnPredictor:
         """Map a batch from :func:`featurize_and_score`; drops ``pixels``."""
         from artsy import cnn
 
-        mask = _fresh_ok(batch)
+        mask = _ok_rows(batch)
         pixels = batch.pop("pixels")
         column = np.full(len(mask), np.nan, dtype=np.float64)
         if mask.any():
