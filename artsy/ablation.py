@@ -232,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         combinations = args.combinations or default_combinations()
         for spec in combinations:
             parse_combination(spec)
-        images, ok, failures = decode_labelled(data.paths, size=IMAGE_SIZE)
+        decoded = decode_labelled(data.paths, size=IMAGE_SIZE)
+        images, ok, failures = decoded.images, decoded.ok_mask, decoded.failures
         data, images = data.subset(ok), images[ok]
         rows = run_ablation(data, images, combinations=combinations, models=args.models,
                             seeds=args.cv_seeds, n_splits=args.n_splits, cache=Path(args.cache))

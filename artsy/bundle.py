@@ -3,12 +3,15 @@
 Layout of a bundle directory::
 
     manifest.json          format version, provenance, feature layout, metrics, ensemble, checksums
-    models/<name>.skops    one classical scikit-learn estimator per model (``skops.io``, no pickle)
+    models/<name>.skops    one scikit-learn estimator per model (``skops.io``, no pickle): classical
+                           models read the feature set, embedding models the backbone's embedding
     combiner.skops         optional stacking combiner over the members' probabilities
     cnn.keras              optional Keras model (loaded lazily, in safe mode)
     report/...             optional training report (model card, plots)
 
-Every file except ``manifest.json`` is listed in ``manifest["files"]`` with its SHA-256.
+Every file except ``manifest.json`` is listed in ``manifest["files"]`` with its SHA-256. The
+pretrained backbone is not copied into bundles: ``manifest["backbone"]`` names the one shipped in
+the package (:mod:`artsy.backbone`) and records its weight file's SHA-256, checked when it loads.
 :func:`load_bundle` refuses a bundle whose format version it does not read, whose files are missing
 or altered, or whose model files hold types that were not recorded (and allowed) when it was saved.
 """
@@ -42,6 +45,8 @@ MANIFEST_NAME = "manifest.json"
 CNN_FILE = "cnn.keras"
 #: File name of the stacking combiner inside a bundle.
 COMBINER_FILE = "combiner.skops"
+#: File name of the emotion-category head inside a bundle.
+EMOTION_FILE = "emotion.skops"
 #: Ensemble methods :meth:`Bundle.combine` understands.
 ENSEMBLE_METHODS = ("single", "mean", "stacking")
 #: Module prefixes whose types may be trusted when loading ``.skops`` files.
@@ -130,7 +135,8 @@ def _validate_ensemble(ensemble: Mapping[str, Any], available: set[str],
 
 def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model: Any = None,
                 combiner: Any = None, manifest: Mapping[str, Any],
-                report_dir: str | Path | None = None) -> Path:
+                report_dir: str | Path | None = None,
+                embedding: Mapping[str, Any] | None = None, emotion_head: Any = None) -> Path:
     """Write a model bundle, replacing ``out_dir`` only once the new bundle is complete.
 
     Parameters
@@ -151,6 +157,12 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
         checksums are filled in here.
     report_dir : str or Path or None, default=None
         Folder copied into the bundle as ``report/`` (and checksummed with the rest).
+    embedding : dict of str to estimator or None, default=None
+        Fitted estimators over the backbone embedding; needs ``manifest["backbone"]``
+        (``{"name", "sha256", "image_size"}``).
+    emotion_head : estimator or None, default=None
+        Fitted emotion-category head over the embedding (:mod:`artsy.emotion`), saved as
+        ``emotion.skops``; needs ``manifest["emotion"]`` and embedding models.
 
     Returns
     -------
@@ -164,12 +176,16 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
         exists and is not a bundle.
     """
     out_dir = Path(out_dir)
-    if "cnn" in classical:
-        raise ValueError("the name 'cnn' is reserved for cnn_model; rename the classical model")
-    for key in ("feature_set", "ensemble"):
+    embedding = dict(embedding or {})
+    if "cnn" in classical or "cnn" in embedding:
+        raise ValueError("the name 'cnn' is reserved for cnn_model; rename the model")
+    if set(classical) & set(embedding):
+        raise ValueError(f"models named twice: {sorted(set(classical) & set(embedding))}")
+    for key in ("feature_set", "ensemble", *(("backbone",) if embedding else ())):
         if key not in manifest:
             raise ValueError(f"manifest needs a {key!r} entry")
-    available = set(classical) | ({"cnn"} if cnn_model is not None else set())
+    available = (set(classical) | set(embedding)
+                 | ({"cnn"} if cnn_model is not None else set()))
     _validate_ensemble(manifest["ensemble"], available, combiner is not None)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
         raise ValueError(f"{out_dir} exists and is not a model bundle; "
@@ -187,10 +203,12 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
         full.setdefault("class_names", list(EMOTIONS))
         models: dict[str, dict[str, Any]] = {}
         (staging / "models").mkdir()
-        for name, estimator in sorted(classical.items()):
-            relative = f"models/{name}.skops"
-            models[name] = {"kind": "classical", "file": relative,
-                            "trusted": _dump_skops(estimator, staging / relative)}
+        kinds = [("classical", classical), ("embedding", embedding)]
+        for kind, estimators in kinds:
+            for name, estimator in sorted(estimators.items()):
+                relative = f"models/{name}.skops"
+                models[name] = {"kind": kind, "file": relative,
+                                "trusted": _dump_skops(estimator, staging / relative)}
         if cnn_model is not None:
             cnn_model.save(staging / CNN_FILE)
             models["cnn"] = {"kind": "cnn", "file": CNN_FILE}
@@ -198,6 +216,11 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
         if combiner is not None:
             trusted = _dump_skops(combiner, staging / COMBINER_FILE)
             full["ensemble"]["combiner"] = {"file": COMBINER_FILE, "trusted": trusted}
+        if emotion_head is not None:
+            if not embedding or "emotion" not in full:
+                raise ValueError("an emotion head needs embedding models and manifest['emotion']")
+            full["emotion"].update(file=EMOTION_FILE,
+                                   trusted=_dump_skops(emotion_head, staging / EMOTION_FILE))
         if report_dir is not None:
             _copy_tree(Path(report_dir), staging / "report")
         full["files"] = {
@@ -251,25 +274,79 @@ class Bundle:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self.manifest = manifest
-        self._classical: dict[str, Any] | None = None
+        self._loaded: dict[str, dict[str, Any]] = {}
         self._combiner: Any = None
+        self._emotion_head: Any = None
+
+    def _models(self, kind: str) -> dict[str, Any]:
+        if kind not in self._loaded:
+            self._loaded[kind] = {name: _load_skops(self.path, entry, self.manifest["files"])
+                                  for name, entry in self._entries(kind).items()}
+        return self._loaded[kind]
+
+    def _entries(self, kind: str) -> dict[str, Mapping[str, Any]]:
+        return {name: entry for name, entry in sorted(self.manifest["models"].items())
+                if entry.get("kind") == kind}
 
     @property
     def classical(self) -> dict[str, Any]:
         """Classical models by name (loaded with skops on first access)."""
-        if self._classical is None:
-            self._classical = {name: _load_skops(self.path, entry, self.manifest["files"])
-                               for name, entry in self._classical_entries().items()}
-        return self._classical
+        return self._models("classical")
 
     @property
     def classical_names(self) -> tuple[str, ...]:
         """Names of the classical models, sorted (read from the manifest, nothing loaded)."""
-        return tuple(self._classical_entries())
+        return tuple(self._entries("classical"))
 
-    def _classical_entries(self) -> dict[str, Mapping[str, Any]]:
-        return {name: entry for name, entry in sorted(self.manifest["models"].items())
-                if entry.get("kind") == "classical"}
+    @property
+    def embedding_models(self) -> dict[str, Any]:
+        """Models over the backbone embedding, by name (loaded on first access)."""
+        return self._models("embedding")
+
+    @property
+    def embedding_names(self) -> tuple[str, ...]:
+        """Names of the models over the backbone embedding, sorted (nothing loaded)."""
+        return tuple(self._entries("embedding"))
+
+    @property
+    def backbone(self) -> dict[str, Any] | None:
+        """``{"name", "sha256", "image_size"}`` of the pretrained backbone, or ``None``."""
+        return self.manifest.get("backbone") if self.embedding_names else None
+
+    @property
+    def crop_size(self) -> int | None:
+        """Side of the centre crop the backbone reads (``None`` without a backbone)."""
+        return None if self.backbone is None else int(self.backbone["image_size"])
+
+    def load_backbone(self) -> Any:
+        """Load the pretrained backbone this bundle was trained on (imports TensorFlow)."""
+        if self.backbone is None:
+            raise BundleError(f"bundle {self.path} has no backbone models")
+        from artsy.backbone import BackboneError, load_backbone
+
+        try:
+            return load_backbone(self.backbone["name"], expected_sha256=self.backbone["sha256"])
+        except BackboneError as error:
+            raise BundleError(f"bundle {self.path}: {error}") from None
+
+    @property
+    def has_emotion(self) -> bool:
+        """Whether the bundle has an emotion-category head (over the backbone embedding)."""
+        return bool(self.backbone) and "file" in self.manifest.get("emotion", {})
+
+    def predict_emotion(self, embeddings: np.ndarray, p_positive: np.ndarray) -> np.ndarray:
+        """``(n, 8)`` category probabilities (:data:`artsy.config.EMOTION_CATEGORIES` order)."""
+        from artsy.emotion import category_probabilities
+
+        entry = self.manifest["emotion"]
+        if self._emotion_head is None:
+            self._emotion_head = _load_skops(self.path, entry, self.manifest["files"])
+        return category_probabilities(self._emotion_head, embeddings, p_positive,
+                                      valence_weight=float(entry["valence_weight"]))
+
+    def predict_embedding(self, embeddings: np.ndarray) -> dict[str, np.ndarray]:
+        """Each embedding model's positive-class probability, ``{name: (n,) float32}``."""
+        return _positive(self.embedding_models, embeddings, self.class_names)
 
     @property
     def combiner(self) -> Any:
@@ -284,8 +361,10 @@ class Bundle:
         """Stable model identifier: feature set plus a hash of the model files and ensemble spec."""
         report_free = {name: digest for name, digest in self.manifest["files"].items()
                        if not name.startswith("report/")}
-        payload = json.dumps({"files": report_free, "ensemble": self.manifest["ensemble"]},
-                             sort_keys=True)
+        identity = {"files": report_free, "ensemble": self.manifest["ensemble"]}
+        if self.backbone is not None:
+            identity["backbone"] = self.backbone
+        payload = json.dumps(identity, sort_keys=True)
         return f"{self.feature_set}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 
     @property
@@ -318,6 +397,16 @@ class Bundle:
         """Whether the CNN is an ensemble member (then the batch job must run it)."""
         return "cnn" in self.members
 
+    @property
+    def needs_actor(self) -> bool:
+        """Whether the batch job runs a TensorFlow actor (a CNN or a backbone)."""
+        return self.has_cnn or bool(self.embedding_names)
+
+    @property
+    def actor_member(self) -> bool:
+        """Whether an ensemble member runs in the actor (then the actor combines and labels)."""
+        return any(name == "cnn" or name in self.embedding_names for name in self.members)
+
     def load_cnn(self) -> Any:
         """Load the Keras model in safe mode (imports TensorFlow; checksum re-verified)."""
         if "cnn" not in self.manifest["models"]:
@@ -334,9 +423,7 @@ class Bundle:
 
     def predict_classical(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Return each classical model's positive-class probability, ``{name: (n,) float32}``."""
-        positive = self.class_names.index("positive")
-        return {name: estimator.predict_proba(features)[:, positive].astype(np.float32)
-                for name, estimator in self.classical.items()}
+        return _positive(self.classical, features, self.class_names)
 
     def combine(self, probs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Combine members' positive-class probabilities into the ensemble's ``(n,)`` p_positive.
@@ -362,6 +449,13 @@ class Bundle:
         columns = np.column_stack([np.asarray(probs[name], dtype=np.float64).reshape(-1)
                                    for name in self.members])
         return combine_columns(self.manifest["ensemble"], columns, self.combiner)
+
+
+def _positive(models: Mapping[str, Any], inputs: np.ndarray,
+              class_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    positive = class_names.index("positive")
+    return {name: model.predict_proba(inputs)[:, positive].astype(np.float32)
+            for name, model in models.items()}
 
 
 def combine_columns(ensemble: Mapping[str, Any], columns: np.ndarray,
@@ -446,6 +540,22 @@ def _load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) 
     return skops.io.load(root / name, trusted=trusted)
 
 
+def _check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
+    """The bundle's backbone must be the one this artsy ships (same name and weight hash)."""
+    from artsy.backbone import BackboneError, backbone_manifest
+
+    if not record or not {"name", "sha256", "image_size"} <= set(record):
+        raise BundleError(f"bundle {root}: embedding models without a backbone record")
+    try:
+        shipped = backbone_manifest(record["name"])
+    except BackboneError as error:
+        raise BundleError(f"bundle {root}: {error}") from None
+    if shipped.get("sha256") != record["sha256"]:
+        raise BundleError(f"bundle {root}: trained on backbone {record['name']} with weights "
+                          f"{record['sha256'][:12]}, but this artsy ships "
+                          f"{str(shipped.get('sha256'))[:12]}; retrain with jobs/train.py")
+
+
 def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle:
     """Load and verify a model bundle.
 
@@ -480,7 +590,9 @@ def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle
     for name, digest in sorted(manifest["files"].items()):
         _verify_file(root, name, digest)
     combiner_entry = manifest["ensemble"].get("combiner")
-    for entry in [*manifest["models"].values(), *([combiner_entry] if combiner_entry else [])]:
+    extra = [entry for entry in (combiner_entry, manifest.get("emotion"))
+             if entry and "file" in entry]
+    for entry in [*manifest["models"].values(), *extra]:
         if entry["file"] not in manifest["files"]:
             raise BundleError(f"bundle {root}: {entry['file']} is not listed in manifest.json")
         _check_allowed(list(entry.get("trusted", [])), f"bundle {root}: {entry['file']}")
@@ -490,7 +602,9 @@ def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle
         raise BundleError(f"bundle {root}: ensemble members {missing} have no model file")
     if manifest["ensemble"].get("method") == "stacking" and not combiner_entry:
         raise BundleError(f"bundle {root}: stacking ensemble without a combiner file")
+    if bundle.embedding_names:
+        _check_backbone(root, manifest.get("backbone"))
     if not lazy:
-        _ = bundle.classical, bundle.combiner
+        _ = bundle.classical, bundle.embedding_models, bundle.combiner
     logger.info("loaded bundle %s (version %s)", root, bundle.version)
     return bundle

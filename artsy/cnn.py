@@ -11,7 +11,6 @@ TensorFlow and Keras are imported inside the functions: importing this module co
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,10 @@ from typing import Any
 import numpy as np
 
 from artsy.config import EMOTIONS
+from artsy.inference import configure_tensorflow, predict_batched
+
+__all__ = ["build_cnn", "build_seed_cnn", "configure_tensorflow", "predict_positive",
+           "train_cnn", "best_epoch", "feature_maps"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,61 +33,6 @@ SEED_BATCH_SIZE = 32
 _BN_MOMENTUM = 0.9
 #: Layer types whose activations :func:`feature_maps` returns.
 _CONV_LAYER_TYPES = ("Conv2D", "SeparableConv2D", "DepthwiseConv2D")
-#: model -> {(batch_size, dtype): tf.function}; weak, so a dropped model frees its functions.
-_FORWARD_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def configure_tensorflow(*, intra_op_threads: int | None = None,
-                         inter_op_threads: int | None = None,
-                         gpu_memory_growth: bool = True) -> list[str]:
-    """Set TensorFlow's thread pools and GPU memory growth; safe to call more than once.
-
-    Parameters
-    ----------
-    intra_op_threads : int or None, default=None
-        Threads inside one op (``None`` keeps TensorFlow's default: all cores).
-    inter_op_threads : int or None, default=None
-        Ops run in parallel (``None`` keeps the default).
-    gpu_memory_growth : bool, default=True
-        Allocate GPU memory on demand instead of all at start, so several actors share a GPU.
-
-    Returns
-    -------
-    list of str
-        Names of the visible GPUs (empty on a CPU-only machine).
-
-    Raises
-    ------
-    ValueError
-        If a thread count is smaller than 1.
-
-    Notes
-    -----
-    TensorFlow fixes these when it first runs an op; a later change is logged, not raised.
-    """
-    for name, value in (("intra_op_threads", intra_op_threads),
-                        ("inter_op_threads", inter_op_threads)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1 or None (TensorFlow's default), got {value}")
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        try:
-            tf.config.experimental.set_memory_growth(gpu, gpu_memory_growth)
-        except RuntimeError as error:  # TensorFlow already initialised the device
-            logger.info("GPU memory growth of %s left as is: %s", gpu.name, error)
-    setters = ((intra_op_threads, tf.config.threading.set_intra_op_parallelism_threads),
-               (inter_op_threads, tf.config.threading.set_inter_op_parallelism_threads))
-    for value, setter in setters:
-        if value is None:
-            continue
-        try:
-            setter(value)
-        except RuntimeError as error:
-            logger.info("TensorFlow thread setting %s=%d left as is: %s",
-                        setter.__name__, value, error)
-    return [gpu.name for gpu in gpus]
 
 
 def build_seed_cnn(input_shape: Sequence[int] = (100, 100, 3), num_classes: int = 2, *,
@@ -343,21 +291,8 @@ def predict_positive(model: Any, images: np.ndarray, *, batch_size: int = 64) ->
     ValueError
         If ``batch_size < 1`` or the images do not match the model's input.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = _check_images(model, images, "images")
-    if len(images) == 0:
-        return np.zeros(0, dtype=np.float32)
-    forward = _forward_function(model, batch_size, images.dtype)
-    out = np.empty(len(images), dtype=np.float32)
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        count = len(batch)
-        if count < batch_size:
-            padding = np.zeros((batch_size - count, *batch.shape[1:]), dtype=batch.dtype)
-            batch = np.concatenate([batch, padding])
-        out[start:start + count] = forward(batch).numpy()[:count]
-    return out
+    return predict_batched(model, images, batch_size=batch_size)[:, EMOTIONS.index("positive")]
 
 
 def feature_maps(model: Any, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -459,22 +394,3 @@ def _class_weight(class_weight: str | dict[int, float] | None, labels: np.ndarra
 def _sample_weight(class_weight: dict[int, float], labels: np.ndarray) -> np.ndarray:
     lookup = np.array([class_weight.get(index, 1.0) for index in range(int(labels.max()) + 1)])
     return lookup[labels].astype(np.float32)
-
-
-def _forward_function(model: Any, batch_size: int, dtype: np.dtype) -> Any:
-    import tensorflow as tf
-
-    functions = _FORWARD_CACHE.setdefault(model, {})
-    key = (batch_size, np.dtype(dtype).name)
-    if key not in functions:
-        spec = tf.TensorSpec((batch_size, *model.input_shape[1:]), tf.as_dtype(dtype))
-        positive = EMOTIONS.index("positive")
-        model_ref = weakref.ref(model)  # the cache must not keep its own key alive
-
-        @tf.function(input_signature=[spec])
-        def forward(batch: tf.Tensor) -> tf.Tensor:
-            probabilities = model_ref()(tf.cast(batch, tf.float32), training=False)
-            return probabilities[:, positive]
-
-        functions[key] = forward
-    return functions[key]

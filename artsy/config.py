@@ -10,6 +10,12 @@ from dataclasses import dataclass, field
 
 #: Class names, in the order used by every probability column (index 1 is "positive").
 EMOTIONS: tuple[str, str] = ("negative", "positive")
+#: The eight Mikels emotion categories (Mikels et al. 2005; the FI data set's labels), positive
+#: ones first; each has an output column ``p_<category>``.
+EMOTION_CATEGORIES: tuple[str, ...] = ("amusement", "awe", "contentment", "excitement",
+                                       "anger", "disgust", "fear", "sadness")
+#: Valence of each category (the usual FI split): the first four are positive.
+POSITIVE_CATEGORIES: frozenset[str] = frozenset(EMOTION_CATEGORIES[:4])
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,20 @@ class TrainConfig:
 
     Parameters
     ----------
-    data : str
-        Labelled folder: ``labels.csv`` (``path,label[,agree_min]``) or one sub-folder per class.
+    data : tuple of str (one str is accepted)
+        Labelled folders: ``labels.csv`` (``path,label[,agree_min]``) or one sub-folder per
+        class. Several folders are trained on together (:mod:`artsy.sources`); the first is also
+        trained on alone to measure how the model transfers to the others.
     out : str
         Directory the model bundle is written to.
     min_agree : int or None, default=None
-        Keep only images whose rater agreement is at least this (Twitter I: 3, 4 or 5).
-    models : tuple of str, default=("knn", "rf", "svm", "hgb", "cnn")
-        Models to train; the bundle's ensemble is built from them.
+        Keep only images whose rater agreement is at least this (Twitter I: 3, 4 or 5), in the
+        folders that record it.
+    models : tuple of str, default=("effnet", "effnet_logreg", "svm", "logreg", "rf")
+        Models to train; the bundle's ensemble is built from them (``effnet*`` read the
+        pretrained backbone's embedding, the others the feature set).
+    eval_data : tuple of str, default=()
+        Labelled folders only scored, never trained on (cross-domain checks in the model card).
     n_splits : int, default=5
         Outer cross-validation folds.
     cv_seeds : tuple of int, default=(0,)
@@ -71,14 +83,21 @@ class TrainConfig:
         Shared settings.
     """
 
-    data: str
+    data: tuple[str, ...]
     out: str
     min_agree: int | None = None
-    models: tuple[str, ...] = ("knn", "rf", "svm", "hgb", "cnn")
+    models: tuple[str, ...] = ("effnet", "effnet_logreg", "svm", "logreg", "rf")
     n_splits: int = 5
     cv_seeds: tuple[int, ...] = (0,)
     cnn_epochs: int = 40
     artsy: ArtsyConfig = field(default_factory=ArtsyConfig)
+    eval_data: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("data", "eval_data"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, (value,) if value else ())
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from artsy.bundle import sha256_file
-from artsy.config import EMOTIONS
+from artsy.config import EMOTION_CATEGORIES, EMOTIONS
 from artsy.evaluate import media_groups
 from artsy.io import ImageDecodeError, decode_image
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Name of the optional label file at the root of a labelled folder.
 LABELS_FILE = "labels.csv"
+#: Optional ``labels.csv`` column with the Mikels emotion category of each image.
+EMOTION_COLUMN = "emotion"
 #: File suffixes treated as images in class sub-folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp",
                             ".ppm", ".pgm", ".pbm"})
@@ -52,7 +54,14 @@ class LabelledImages:
     groups : (n,) object ndarray
         Cross-validation group (media id, see :func:`artsy.evaluate.media_groups`).
     agree : (n,) int ndarray or None
-        Rater agreement (``agree_min`` column), ``None`` when the folder has none.
+        Rater agreement (``agree_min`` column), ``None`` when the folder has none (0 marks
+        images without one in a multi-source set).
+    source : (n,) object ndarray or None
+        Name of the labelled folder each image came from (:func:`artsy.sources.load_sources`);
+        ``None`` for one folder.
+    emotion : (n,) object ndarray or None
+        Mikels category (``emotion`` column, one of ``EMOTION_CATEGORIES``; ``""`` where a row or
+        a source has none), ``None`` when no folder has the column.
     """
 
     root: Path
@@ -60,6 +69,8 @@ class LabelledImages:
     labels: np.ndarray
     groups: np.ndarray
     agree: np.ndarray | None
+    source: np.ndarray | None = None
+    emotion: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -76,7 +87,9 @@ class LabelledImages:
         return LabelledImages(
             root=self.root, paths=paths,
             labels=self.labels[mask], groups=self.groups[mask],
-            agree=None if self.agree is None else self.agree[mask])
+            agree=None if self.agree is None else self.agree[mask],
+            source=None if self.source is None else self.source[mask],
+            emotion=None if self.emotion is None else self.emotion[mask])
 
 
 def _label_index(value: str, where: str) -> int:
@@ -89,7 +102,8 @@ def _label_index(value: str, where: str) -> int:
                      f"(or 0 / 1)")
 
 
-def _read_labels_csv(root: Path) -> tuple[list[str], list[int], list[int] | None]:
+def _read_labels_csv(root: Path) -> tuple[list[str], list[int], list[int] | None,
+                                          list[str] | None]:
     labels_path = root / LABELS_FILE
     with open(labels_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -97,8 +111,8 @@ def _read_labels_csv(root: Path) -> tuple[list[str], list[int], list[int] | None
         if "path" not in columns or "label" not in columns:
             raise ValueError(f"{labels_path} needs a header with columns path,label[,agree_min]; "
                              f"got {columns}")
-        has_agree = "agree_min" in columns
-        relative, labels, agree = [], [], []
+        has_agree, has_emotion = "agree_min" in columns, EMOTION_COLUMN in columns
+        relative, labels, agree, emotions = [], [], [], []
         for line, row in enumerate(reader, start=2):
             where = f"{labels_path} line {line}"
             name = (row["path"] or "").strip()
@@ -107,6 +121,8 @@ def _read_labels_csv(root: Path) -> tuple[list[str], list[int], list[int] | None
                 raise ValueError(f"{where}: path {name!r} must be relative and inside {root}")
             relative.append(name)
             labels.append(_label_index(row["label"] or "", where))
+            if has_emotion:
+                emotions.append(_emotion(row[EMOTION_COLUMN] or "", where))
             if has_agree:
                 try:
                     agree.append(int(row["agree_min"]))
@@ -121,7 +137,15 @@ def _read_labels_csv(root: Path) -> tuple[list[str], list[int], list[int] | None
     if missing:
         raise ValueError(f"{labels_path} names {len(missing)} missing files, e.g. "
                          f"{', '.join(missing[:_SHOWN])}; fix the paths or remove those rows")
-    return relative, labels, (agree if has_agree else None)
+    return relative, labels, (agree if has_agree else None), (emotions if has_emotion else None)
+
+
+def _emotion(value: str, where: str) -> str:
+    text = value.strip().lower()
+    if text and text not in EMOTION_CATEGORIES:
+        raise ValueError(f"{where}: unknown emotion {value!r}; use one of "
+                         f"{', '.join(EMOTION_CATEGORIES)} (or leave it empty)")
+    return text
 
 
 def _scan_class_folders(root: Path) -> tuple[list[str], list[int]]:
@@ -167,8 +191,9 @@ def load_labelled_folder(path: str | Path, *, min_agree: int | None = None) -> L
     if not root.is_dir():
         raise ValueError(f"data folder not found: {path}")
     agree_list: list[int] | None = None
+    emotion_list: list[str] | None = None
     if (root / LABELS_FILE).is_file():
-        relative, labels, agree_list = _read_labels_csv(root)
+        relative, labels, agree_list, emotion_list = _read_labels_csv(root)
         source = LABELS_FILE
     else:
         relative, labels = _scan_class_folders(root)
@@ -180,6 +205,7 @@ def load_labelled_folder(path: str | Path, *, min_agree: int | None = None) -> L
     relative = [relative[index] for index in order]
     label_array = np.asarray(labels, dtype=np.int64)[order]
     agree = None if agree_list is None else np.asarray(agree_list, dtype=np.int64)[order]
+    emotion = None if emotion_list is None else np.asarray(emotion_list, dtype=object)[order]
     keep = np.ones(len(relative), dtype=bool)
     if min_agree is not None:
         if agree is None:
@@ -188,7 +214,7 @@ def load_labelled_folder(path: str | Path, *, min_agree: int | None = None) -> L
         keep = agree >= min_agree
     images = LabelledImages(root=root, paths=tuple(str(root / name) for name in relative),
                             labels=label_array, groups=media_groups(relative),
-                            agree=agree).subset(keep)
+                            agree=agree, emotion=emotion).subset(keep)
     counts = np.bincount(images.labels, minlength=len(EMOTIONS))
     if len(images) == 0 or counts.min() == 0:
         present = ", ".join(f"{EMOTIONS[i]} {counts[i]}" for i in range(len(EMOTIONS)))
@@ -209,19 +235,43 @@ def data_fingerprint(images: LabelledImages) -> str:
     return digest.hexdigest()
 
 
-def _decode_one(path: str, size: int) -> tuple[np.ndarray | None, str | None]:
+def _decode_one(path: str, size: int,
+                crop: int | None) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        return None, f"unreadable file: {error.strerror or error}"
+        return None, None, f"unreadable file: {error.strerror or error}"
     try:
-        return decode_image(data, size=size).pixels, None
+        decoded = decode_image(data, size=size, crop=crop)
     except ImageDecodeError as error:
-        return None, str(error)
+        return None, None, str(error)
+    return decoded.pixels, decoded.crop, None
 
 
-def decode_labelled(paths: tuple[str, ...] | list[str], *,
-                    size: int = 100) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+@dataclass(frozen=True)
+class DecodedSet:
+    """Pixels of a labelled folder, as :func:`decode_labelled` returns them.
+
+    Attributes
+    ----------
+    images : (n, size, size, 3) uint8 ndarray
+        The squares the classical features read; zeros where decoding failed.
+    crops : (n, crop, crop, 3) uint8 ndarray or None
+        The backbone's centre crops from the same decode (``None`` unless asked for).
+    ok_mask : (n,) bool ndarray
+        True where the image decoded.
+    failures : list of (str, str)
+        ``(path, reason)`` of every image that failed, in input order.
+    """
+
+    images: np.ndarray
+    crops: np.ndarray | None
+    ok_mask: np.ndarray
+    failures: list[tuple[str, str]]
+
+
+def decode_labelled(paths: tuple[str, ...] | list[str], *, size: int = 100,
+                    crop: int | None = None) -> DecodedSet:
     """Decode image files to ``(size, size, 3)`` uint8 arrays, listing the ones that fail.
 
     Parameters
@@ -230,15 +280,12 @@ def decode_labelled(paths: tuple[str, ...] | list[str], *,
         Image files.
     size : int, default=100
         Side of the square output.
+    crop : int or None, default=None
+        Also keep the backbone's ``crop x crop`` centre square of each image.
 
     Returns
     -------
-    images : (n, size, size, 3) uint8 ndarray
-        Decoded pixels; zeros where decoding failed.
-    ok_mask : (n,) bool ndarray
-        True where the image decoded.
-    failures : list of (str, str)
-        ``(path, reason)`` of every image that failed, in input order.
+    DecodedSet
 
     Notes
     -----
@@ -246,16 +293,19 @@ def decode_labelled(paths: tuple[str, ...] | list[str], *,
     (1269 Twitter images in about 5 s), less than starting a process pool.
     """
     paths = list(paths)
-    results = [_decode_one(path, size) for path in paths]
     images = np.zeros((len(paths), size, size, 3), dtype=np.uint8)
+    crops = None if crop is None else np.zeros((len(paths), crop, crop, 3), dtype=np.uint8)
     ok_mask = np.zeros(len(paths), dtype=bool)
     failures = []
-    for index, (pixels, reason) in enumerate(results):
+    for index, path in enumerate(paths):
+        pixels, square, reason = _decode_one(path, size, crop)
         if pixels is None:
-            failures.append((paths[index], reason or "unknown error"))
-            logger.warning("cannot decode %s: %s", paths[index], reason)
-        else:
-            images[index] = pixels
-            ok_mask[index] = True
+            failures.append((path, reason or "unknown error"))
+            logger.warning("cannot decode %s: %s", path, reason)
+            continue
+        images[index] = pixels
+        if crops is not None:
+            crops[index] = square
+        ok_mask[index] = True
     logger.info("decoded %d of %d images (%d failed)", ok_mask.sum(), len(paths), len(failures))
-    return images, ok_mask, failures
+    return DecodedSet(images=images, crops=crops, ok_mask=ok_mask, failures=failures)

@@ -51,14 +51,19 @@ class DecodedImage:
         The upright image, resized (aspect not kept) to the target square.
     width, height : int
         Size of the upright original (after EXIF orientation), in pixels.
+    crop : (crop, crop, 3) uint8 ndarray or None
+        The centre square of the upright image, its shorter side resized to ``crop`` (aspect
+        kept): the pretrained backbone's input. ``None`` unless asked for.
     """
 
     pixels: np.ndarray
     width: int
     height: int
+    crop: np.ndarray | None = None
 
 
-def decode_image(data: bytes, *, size: int = 100, draft: bool = True) -> DecodedImage:
+def decode_image(data: bytes, *, size: int = 100, draft: bool = True,
+                 crop: int | None = None) -> DecodedImage:
     """Decode encoded image bytes into a ``(size, size, 3)`` uint8 RGB array.
 
     Parameters
@@ -68,7 +73,9 @@ def decode_image(data: bytes, *, size: int = 100, draft: bool = True) -> Decoded
     size : int, default=100
         Side of the output square.
     draft : bool, default=True
-        Let JPEGs decode at a reduced DCT scale that is still ``>= 2 * size``.
+        Let JPEGs decode at a reduced DCT scale that is still ``>= 2 * size`` (and ``>= crop``).
+    crop : int or None, default=None
+        Also return the centre ``crop x crop`` square (aspect kept) from the same decode.
 
     Returns
     -------
@@ -80,8 +87,8 @@ def decode_image(data: bytes, *, size: int = 100, draft: bool = True) -> Decoded
         With a short reason: ``empty file``, ``not an image: ...``, ``decompression bomb: ...``,
         ``corrupt image data: ...``.
     """
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+    if size < 1 or (crop is not None and crop < 1):
+        raise ValueError(f"size and crop must be >= 1, got {size} and {crop}")
     if not data:
         raise ImageDecodeError("empty file")
     try:
@@ -90,7 +97,7 @@ def decode_image(data: bytes, *, size: int = 100, draft: bool = True) -> Decoded
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             warnings.simplefilter("ignore", UserWarning)  # palette transparency notes
             with Image.open(io.BytesIO(data)) as image:
-                return _decode_opened(image, size=size, draft=draft)
+                return _decode_opened(image, size=size, draft=draft, crop=crop)
     except Image.DecompressionBombError as error:
         raise ImageDecodeError(f"decompression bomb: {error}") from None
     except UnidentifiedImageError:
@@ -101,19 +108,31 @@ def decode_image(data: bytes, *, size: int = 100, draft: bool = True) -> Decoded
         raise ImageDecodeError(f"corrupt image data: {error}") from None
 
 
-def _decode_opened(image: Image.Image, *, size: int, draft: bool) -> DecodedImage:
+def _decode_opened(image: Image.Image, *, size: int, draft: bool,
+                   crop: int | None) -> DecodedImage:
     orientation = image.getexif().get(ImageOps.ExifTags.Base.Orientation, 1)
     width, height = image.size
     if orientation in (5, 6, 7, 8):
         width, height = height, width
     if draft and image.format == "JPEG":
-        image.draft(image.mode, (DRAFT_OVERSAMPLE * size, DRAFT_OVERSAMPLE * size))
+        target = max(DRAFT_OVERSAMPLE * size, crop or 0)
+        image.draft(image.mode, (target, target))
     image.load()
     image = ImageOps.exif_transpose(image)
     rgb = _to_rgb(image)
     resized = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     pixels = np.asarray(resized, dtype=np.uint8)
-    return DecodedImage(pixels=pixels, width=width, height=height)
+    square = None if crop is None else np.asarray(centre_crop(rgb, crop), dtype=np.uint8)
+    return DecodedImage(pixels=pixels, width=width, height=height, crop=square)
+
+
+def centre_crop(image: Image.Image, side: int) -> Image.Image:
+    """The centre square of ``image`` (side = its shorter side), resized to ``side x side``."""
+    width, height = image.size
+    square = min(width, height)
+    left, top = (width - square) / 2, (height - square) / 2
+    return image.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=3.0,
+                        box=(left, top, left + square, top + square))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -163,14 +163,22 @@ def parquet_files(location: OutputLocation, folder: str) -> list[str]:
 
 def staged_counts(location: OutputLocation, staging_partition: str,
                   run_id: str) -> dict[str, object]:
-    """Count the staged rows by status, label and error reason (streamed, a few columns)."""
+    """Count the staged rows by status, label, emotion and error reason (streamed, few columns).
+
+    ``emotion_valence_agrees`` counts the ``ok`` rows whose emotion category has the valence of
+    their label (a ``fear`` row labelled ``negative``).
+    """
+    from artsy.config import POSITIVE_CATEGORIES
+
     counts: dict[str, object] = {"rows": 0, "new": 0, "carried_forward": 0, "ok": 0,
-                                 "errors": 0, "labels": {}, "errors_by_reason": {}}
+                                 "errors": 0, "labels": {}, "emotions": {},
+                                 "emotion_valence_agrees": 0, "errors_by_reason": {}}
     files = parquet_files(location, staging_partition)
     if not files:
         return counts
     dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
     columns = ["run_id", "status", "label", "error"]
+    columns += ["emotion"] if "emotion" in dataset.schema.names else []
     for batch in dataset.to_batches(columns=columns):
         for row in batch.to_pylist():
             counts["rows"] += 1
@@ -178,6 +186,10 @@ def staged_counts(location: OutputLocation, staging_partition: str,
             if row["status"] == "ok":
                 counts["ok"] += 1
                 _bump(counts["labels"], row["label"])
+                if row.get("emotion"):
+                    _bump(counts["emotions"], row["emotion"])
+                    counts["emotion_valence_agrees"] += (
+                        (row["emotion"] in POSITIVE_CATEGORIES) == (row["label"] == "positive"))
             else:
                 counts["errors"] += 1
                 _bump(counts["errors_by_reason"], error_kind(row["error"]))

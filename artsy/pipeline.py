@@ -104,6 +104,10 @@ class RunSummary:
     carried_forward : int
     labelled : dict of str to int
         ``ok`` rows per label in the partition.
+    emotions : dict of str to int
+        ``ok`` rows per emotion category (empty when the bundle has no emotion head).
+    emotion_valence_agreement : float or None
+        Share of those rows whose category's valence matches their label.
     errors : int
     errors_by_reason : dict of str to int
         Error rows by kind (the reason's text before ``:``).
@@ -128,6 +132,8 @@ class RunSummary:
     skipped: int
     carried_forward: int
     labelled: dict[str, int]
+    emotions: dict[str, int]
+    emotion_valence_agreement: float | None
     errors: int
     errors_by_reason: dict[str, int]
     seconds: float
@@ -189,9 +195,10 @@ def validate_job(config: JobConfig) -> JobPlan:
         raise ValueError(f"model bundle {bundle.path} was trained on {len(expected)} "
                          f"'{bundle.feature_set}' features but this artsy computes "
                          f"{len(computed)} different ones; retrain it with jobs/train.py")
-    models = bundle.classical_names + (("cnn",) if bundle.has_cnn else ())
+    models = (bundle.classical_names + bundle.embedding_names
+              + (("cnn",) if bundle.has_cnn else ()))
     return JobPlan(run_date=run_date, model_version=bundle.version,
-                   feature_set=bundle.feature_set, models=models, cnn=bundle.has_cnn,
+                   feature_set=bundle.feature_set, models=models, cnn=bundle.needs_actor,
                    image_size=bundle.image_size,
                    n_features=len(computed), location=location)
 
@@ -274,12 +281,12 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
         # context (a copy) turns that off; the concurrency cap keeps in-flight tasks (and their
         # outputs) to one per CPU. Bigger clusters keep Ray Data's defaults.
         dataset.context.op_resource_reservation_enabled = False
-        concurrency = max(1, int(cpus))
+        concurrency = max(1, min(int(cpus), blocks))  # no cap above the blocks Ray Data sees
     finish = {"run_id": run_id, "models": plan.models, "model_version": plan.model_version,
               "feature_set": plan.feature_set}
     dataset = dataset.map_batches(
         predict.featurize_and_score, batch_size=None, num_cpus=1, max_retries=TASK_RETRIES,
-        concurrency=concurrency,
+        compute=ray.data.TaskPoolStrategy(size=concurrency) if concurrency else None,
         fn_kwargs={"bundle_path": config.model, "image_size": plan.image_size,
                    "feature_set": plan.feature_set, "n_features": plan.n_features,
                    "output": None if plan.cnn else finish})
@@ -321,9 +328,17 @@ def prepare_run(config: JobConfig, plan: JobPlan) -> Prepared:
 
 
 def _stage_carried(location, staging: str, rows, schema) -> None:
-    """Write the rows carried forward into the staging partition, in :data:`ROWS_PER_FILE` files."""
+    """Write the rows carried forward into the staging partition, in :data:`ROWS_PER_FILE` files.
+
+    A column the prior partition lacks (it was written by an artsy without it, e.g. the emotion
+    columns) is added as nulls.
+    """
+    import pyarrow as pa
     import pyarrow.parquet
 
+    for field in schema:
+        if field.name not in rows.column_names:
+            rows = rows.append_column(field.name, pa.nulls(rows.num_rows, field.type))
     rows = rows.select(schema.names).cast(schema)
     for part, start in enumerate(range(0, rows.num_rows, ROWS_PER_FILE)):
         with location.filesystem.open_output_stream(
@@ -393,7 +408,12 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         partition=location.partition(plan.run_date), model_version=plan.model_version,
         feature_set=plan.feature_set, images_seen=prepared.images_seen, processed=counts["new"],
         skipped=prepared.images_seen - counts["new"], carried_forward=counts["carried_forward"],
-        labelled=dict(sorted(counts["labels"].items())), errors=counts["errors"],
+        labelled=dict(sorted(counts["labels"].items())),
+        emotions=dict(sorted(counts["emotions"].items(), key=lambda item: -item[1])),
+        emotion_valence_agreement=(round(counts["emotion_valence_agrees"]
+                                         / sum(counts["emotions"].values()), 4)
+                                   if counts["emotions"] else None),
+        errors=counts["errors"],
         errors_by_reason=dict(sorted(counts["errors_by_reason"].items())),
         seconds=round(seconds, 3),
         images_per_second=round(counts["new"] / seconds, 2) if seconds > 0 else 0.0,
@@ -404,5 +424,16 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         raise RunFailed(f"not committed: {counts['errors']} of {counts['new']} files failed "
                         f"({error_rate:.1%} > --max-error-rate {config.max_error_rate:.1%}); "
                         f"errors by reason: {summary.errors_by_reason}")
+    _write_report(location, staging, summary.to_dict())
     output.commit(location, staging, plan.run_date, summary.to_dict())
     return summary
+
+
+def _write_report(location, staging: str, summary: dict[str, Any]) -> None:
+    """Add ``_REPORT.html`` to the staged partition; a report that fails costs a warning only."""
+    from artsy import run_report
+
+    try:
+        run_report.write_report(location, staging, summary)
+    except Exception as error:  # the labels matter more than their report
+        logger.warning("run report not written: %s: %s", type(error).__name__, error)

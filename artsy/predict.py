@@ -4,7 +4,9 @@
    bytes, hashes, decodes and featurizes them (a file that cannot be read or decoded becomes an
    error row with its reason), then :func:`add_classical` adds every classical model's
    positive-class probability (the bundle is loaded once per worker process).
-2. :class:`CnnPredictor` (actor pool, one GPU per actor when the cluster has GPUs): the CNN.
+2. :class:`CnnPredictor` (actor pool, one GPU per actor when the cluster has GPUs): the
+   pretrained backbone's embedding of each centre crop and the models over it (and the
+   from-scratch CNN of older bundles), then the ensemble.
 3. :func:`to_output_table`: ensemble probability, label and the Parquet columns of
    :func:`artsy.schema.output_schema`, made by the last stage (the actor, or the task when the
    bundle has no CNN), so rows leave the pipeline as small Arrow tables.
@@ -25,8 +27,8 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 
-from artsy.config import EMOTIONS
-from artsy.schema import model_column, output_schema
+from artsy.config import EMOTION_CATEGORIES, EMOTIONS
+from artsy.schema import EMOTION_COLUMN, EMOTION_PROBABILITY_COLUMNS, model_column, output_schema
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ Batch = dict[str, np.ndarray]
 
 
 def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
-                         n_features: int | None = None) -> Batch:
+                         n_features: int | None = None, crop_size: int | None = None) -> Batch:
     """Read, hash, decode and featurize a batch of discovered files (a Ray task).
 
     Parameters
@@ -50,13 +52,16 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     n_features : int or None, default=None
         Length of that feature set (``None``: look it up). Given, a batch without a decodable
         image never imports the feature code (scikit-image, SciPy).
+    crop_size : int or None, default=None
+        Also keep the backbone's centre crop of this side, from the same decode.
 
     Returns
     -------
     dict of ndarray, n rows
         ``path``, ``content_sha256``, ``file_size`` (-1 if unknown), ``width``, ``height`` (0 on
         error), ``status``, ``error`` ("" when ok), ``pixels`` ``(n, size, size, 3)`` uint8 and
-        ``features`` ``(n, d)`` float32 (zeros on error rows).
+        ``features`` ``(n, d)`` float32 (zeros on error rows); with ``crop_size``, ``crops``
+        ``(n, crop, crop, 3)`` uint8.
     """
     from artsy.io import ImageDecodeError, decode_image, read_file
 
@@ -64,7 +69,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     for path, location in zip(batch["path"], batch["location"], strict=True):
         path = str(path)
         row = {"path": path, "sha": "", "size": -1, "width": 0, "height": 0, "status": "error",
-               "error": "", "pixels": None}
+               "error": "", "pixels": None, "crop": None}
         try:
             data = read_file(bytes(location))
         except OSError as error:
@@ -74,7 +79,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         row["sha"] = hashlib.sha256(data).hexdigest()
         row["size"] = len(data)
         try:
-            decoded = decode_image(data, size=image_size)
+            decoded = decode_image(data, size=image_size, crop=crop_size)
         except ImageDecodeError as error:
             row["error"] = str(error)
         except Exception as error:  # a decoder bug must cost one row, not the run
@@ -82,7 +87,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
             row["error"] = f"decode failed: {type(error).__name__}: {error}"
         else:
             row.update(status="ok", width=decoded.width, height=decoded.height,
-                       pixels=decoded.pixels)
+                       pixels=decoded.pixels, crop=decoded.crop)
         rows.append(row)
 
     count = len(rows)
@@ -100,7 +105,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         from artsy.features import extract_features
 
         features[fresh] = extract_features(pixels[fresh], feature_set)
-    return {
+    out = {
         "path": np.array([row["path"] for row in rows], dtype=object),
         "content_sha256": np.array([row["sha"] for row in rows], dtype=object),
         "file_size": np.array([row["size"] for row in rows], dtype=np.int64),
@@ -111,6 +116,12 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         "pixels": pixels,
         "features": features,
     }
+    if crop_size is not None:
+        out["crops"] = np.zeros((count, crop_size, crop_size, 3), dtype=np.uint8)
+        for index, row in enumerate(rows):
+            if row["crop"] is not None:
+                out["crops"][index] = row["crop"]
+    return out
 
 
 def _ok_rows(batch: Batch) -> np.ndarray:
@@ -182,7 +193,7 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
     bundle_path : str or None
         Model bundle (``None``: the shipped default), loaded once per worker process.
     image_size, feature_set, n_features
-        As for :func:`decode_and_featurize`.
+        As for :func:`decode_and_featurize` (the backbone's crop size comes from the bundle).
     output : mapping or None, default=None
         Keyword arguments of :func:`to_output_table`. Given (a bundle without a CNN), the task
         also combines the ensemble and returns the finished table.
@@ -193,18 +204,21 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
         The batch with ``pixels`` and the classical columns, for :class:`CnnPredictor`; or the
         output table.
     """
-    batch = decode_and_featurize(batch, image_size=image_size, feature_set=feature_set,
-                                 n_features=n_features)
     bundle = cached_bundle(bundle_path)
-    batch = add_classical(bundle, batch, combine=not bundle.cnn_member)
+    batch = decode_and_featurize(batch, image_size=image_size, feature_set=feature_set,
+                                 n_features=n_features, crop_size=bundle.crop_size)
+    batch = add_classical(bundle, batch, combine=not bundle.actor_member)
     if output is None:
         return batch
     batch.pop("pixels")
+    batch.pop("crops", None)
     return to_output_table(batch, **output)
 
 
 class CnnPredictor:
-    """Adds ``p_positive_cnn`` (and ``p_positive`` when the CNN is an ensemble member).
+    """Adds the actor's columns: ``p_positive_<model>`` of every model over the backbone embedding
+    (and ``p_positive_cnn`` for a bundle with a from-scratch CNN), then ``p_positive`` when one of
+    them is an ensemble member.
 
     A Ray Data actor, on a GPU when the cluster has one.
 
@@ -221,33 +235,53 @@ class CnnPredictor:
 
     Notes
     -----
-    TensorFlow and the Keras model load in ``__init__``: Ray Data starts the actor pool when the
+    TensorFlow and the Keras models load in ``__init__``: Ray Data starts the actor pool when the
     run starts, so the import (seconds) overlaps the first decode tasks instead of following them.
     """
 
     def __init__(self, bundle_path: str | None, *, batch_size: int, threads: int | None = None,
                  output: Mapping[str, object] | None = None) -> None:
-        from artsy import cnn
+        from artsy.inference import configure_tensorflow
 
         self.bundle = cached_bundle(bundle_path)
         self.batch_size = batch_size
         self.output = output
-        cnn.configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
-        self.model = self.bundle.load_cnn()
+        configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
+        self.backbone = self.bundle.load_backbone() if self.bundle.backbone else None
+        self.model = self.bundle.load_cnn() if self.bundle.has_cnn else None
+        if self.backbone is not None:
+            _ = self.bundle.embedding_models  # load the heads now, not on the first batch
 
     def __call__(self, batch: Batch) -> Batch | pa.Table:
-        """Map a batch from :func:`featurize_and_score`; drops ``pixels``."""
-        from artsy import cnn
+        """Map a batch from :func:`featurize_and_score`; drops ``pixels`` and ``crops``."""
+        from artsy.inference import predict_batched
 
         mask = _ok_rows(batch)
-        pixels = batch.pop("pixels")
-        column = np.full(len(mask), np.nan, dtype=np.float64)
-        if mask.any():
-            column[mask] = cnn.predict_positive(self.model, pixels[mask],
-                                                batch_size=self.batch_size)
-        batch[model_column("cnn")] = column
-        if self.bundle.cnn_member:
+        pixels, crops = batch.pop("pixels"), batch.pop("crops", None)
+        if self.backbone is not None:
+            for name in self.bundle.embedding_names:
+                batch[model_column(name)] = np.full(len(mask), np.nan, dtype=np.float64)
+            embeddings = None
+            if mask.any():
+                embeddings = predict_batched(self.backbone, crops[mask],
+                                             batch_size=self.batch_size)
+                for name, probs in self.bundle.predict_embedding(embeddings).items():
+                    batch[model_column(name)][mask] = probs
+        if self.model is not None:
+            from artsy import cnn
+
+            column = np.full(len(mask), np.nan, dtype=np.float64)
+            if mask.any():
+                column[mask] = cnn.predict_positive(self.model, pixels[mask],
+                                                    batch_size=self.batch_size)
+            batch[model_column("cnn")] = column
+        if self.bundle.actor_member:
             _combine_and_label(self.bundle, batch, mask)
+        if self.backbone is not None and self.bundle.has_emotion:
+            batch["emotion_probs"] = np.full((len(mask), len(EMOTION_CATEGORIES)), np.nan)
+            if mask.any():
+                batch["emotion_probs"][mask] = self.bundle.predict_emotion(
+                    embeddings, batch["p_positive"][mask])
         return batch if self.output is None else to_output_table(batch, **self.output)
 
 
@@ -279,6 +313,11 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
     probabilities = {name: np.asarray(batch.get(name, np.full(count, np.nan)), dtype=np.float64)
                      for name in probability_names}
     labels = np.where(probabilities["p_positive"] >= DECISION_THRESHOLD, EMOTIONS[1], EMOTIONS[0])
+    categories = np.asarray(batch.get("emotion_probs", np.full((count, len(EMOTION_CATEGORIES)),
+                                                                 np.nan)), dtype=np.float64)
+    has_category = ok & ~np.isnan(categories).any(axis=1)
+    category_names = np.asarray(EMOTION_CATEGORIES, dtype=object)[
+        np.nan_to_num(categories, nan=-1.0).argmax(axis=1)]
     now = datetime.datetime.now(datetime.UTC)
     columns = {
         "run_id": pa.array([run_id] * count, pa.string()),
@@ -293,6 +332,9 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
         "label": _nullable(labels, ok & ~np.isnan(probabilities["p_positive"]), pa.string()),
         **{name: _nullable(values, ~np.isnan(values), pa.float64())
            for name, values in probabilities.items()},
+        EMOTION_COLUMN: _nullable(category_names, has_category, pa.string()),
+        **{name: _nullable(categories[:, index], has_category, pa.float64())
+           for index, name in enumerate(EMOTION_PROBABILITY_COLUMNS)},
         "model_version": pa.array([model_version] * count, pa.string()),
         "feature_set": pa.array([feature_set] * count, pa.string()),
         "inferred_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),

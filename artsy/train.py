@@ -1,14 +1,18 @@
 """Training: from a labelled image folder to a verified model bundle with its report.
 
-Steps of :func:`train`: list the labelled folder → decode (failures listed, never fatal) →
-features → grouped cross-validation of every requested model (hyper-parameters searched inside
-the training folds only) → a stacked, calibrated ensemble evaluated on the same outer folds →
-final fits on all images → report → :func:`artsy.bundle.save_bundle`.
+Steps of :func:`train`: list the labelled folders (:mod:`artsy.sources`) → decode (failures
+listed, never fatal) → features of the 100×100 square and the pretrained backbone's embedding of
+the centre crop → near-duplicates grouped across sources → grouped cross-validation of every
+requested model (hyper-parameters searched inside the training folds only) → a stacked,
+calibrated ensemble evaluated on the same outer folds → final fits on all images → transfer
+checks (the first source alone → the others and ``eval_data``; everything → ``eval_data``,
+:mod:`artsy.transfer`) → report → :func:`artsy.bundle.save_bundle`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import statistics
@@ -24,18 +28,22 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold
 
+from artsy import backbone as backbone_module
 from artsy import report
 from artsy.bundle import MANIFEST_NAME, save_bundle, stacking_inputs
 from artsy.classical import CLASSICAL_MODELS, make_classifier
 from artsy.config import TrainConfig
-from artsy.dataset import LabelledImages, data_fingerprint, decode_labelled, load_labelled_folder
+from artsy.dataset import LabelledImages, data_fingerprint, decode_labelled
 from artsy.evaluate import CVResult, cross_validate, majority_baseline
 from artsy.features import extract_features, feature_names
+from artsy.sources import group_duplicates, load_sources
 
 logger = logging.getLogger(__name__)
 
-#: Models :func:`train` knows: the classical ones and the CNN.
-TRAINABLE_MODELS: tuple[str, ...] = (*CLASSICAL_MODELS, "cnn")
+#: Models over the pretrained backbone's embedding: name -> learner of :mod:`artsy.classical`.
+EMBEDDING_MODELS: dict[str, str] = {"effnet": "svm", "effnet_logreg": "logreg"}
+#: Models :func:`train` knows: over the embedding, over the feature set, and the CNN.
+TRAINABLE_MODELS: tuple[str, ...] = (*EMBEDDING_MODELS, *CLASSICAL_MODELS, "cnn")
 #: Most members the stacked ensemble keeps (ranked by out-of-fold ROC AUC).
 ENSEMBLE_MAX_MEMBERS = 3
 #: Inverse regularisation of the stacking combiner (logistic regression on member log-odds).
@@ -53,11 +61,24 @@ class TrainingRun:
     config: TrainConfig
     data: LabelledImages
     failures: list[tuple[str, str]]
+    inputs: dict[str, np.ndarray] = field(default_factory=dict)
+    duplicate_pairs: list[tuple[int, int]] = field(default_factory=list)
     results: dict[str, CVResult] = field(default_factory=dict)
+    transfer: list[dict[str, Any]] = field(default_factory=list)
+    emotion: dict[str, Any] | None = None
     cnn_histories: list[dict[str, list[float]]] = field(default_factory=list)
     cnn_final_epochs: int | None = None
     members: tuple[str, ...] = ()
     seconds: dict[str, float] = field(default_factory=dict)
+
+    def model_inputs(self, name: str) -> np.ndarray:
+        """What model ``name`` reads: the backbone embedding or the feature vectors."""
+        return self.inputs["embedding" if name in EMBEDDING_MODELS else "features"]
+
+
+def learner(name: str) -> str:
+    """The :mod:`artsy.classical` learner behind a trainable model name."""
+    return EMBEDDING_MODELS.get(name, name)
 
 
 def _check_config(config: TrainConfig) -> None:
@@ -78,7 +99,8 @@ def _check_config(config: TrainConfig) -> None:
 def command_line(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
                  tried: str | Path | None = None) -> str:
     """The ``jobs/train.py`` command that reproduces ``config`` (and the report's extra files)."""
-    parts = ["python", "jobs/train.py", "--data", config.data, "--out", config.out]
+    parts = ["python", "jobs/train.py", "--data", *config.data, "--out", config.out]
+    parts += ["--eval-data", *config.eval_data] if config.eval_data else []
     if config.min_agree is not None:
         parts += ["--min-agree", str(config.min_agree)]
     parts += ["--models", *config.models, "--feature-set", config.artsy.feature_set,
@@ -92,7 +114,7 @@ def command_line(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
 def _classical_cv(name: str, features: np.ndarray, data: LabelledImages,
                   config: TrainConfig) -> CVResult:
     def fit_predict(train_idx: np.ndarray, test_idx: np.ndarray) -> np.ndarray:
-        model = make_classifier(name, random_state=config.artsy.seed)
+        model = make_classifier(learner(name), random_state=config.artsy.seed)
         model.fit(features[train_idx], data.labels[train_idx], groups=data.groups[train_idx])
         return model.predict_proba(features[test_idx])[:, 1]
 
@@ -140,9 +162,14 @@ def rank_members(columns: np.ndarray, labels: np.ndarray,
 
 
 def fit_combiner(columns: np.ndarray, labels: np.ndarray) -> LogisticRegression:
-    """Fit the stacking combiner on member probabilities ``(n, n_members)``."""
-    return LogisticRegression(C=COMBINER_C).fit(stacking_inputs(columns, STACKING_TRANSFORM),
-                                                labels)
+    """Fit the stacking combiner on member probabilities ``(n, n_members)``.
+
+    Class-balanced: its probabilities are calibrated for equal class priors, so the 0.5
+    threshold maximises balanced accuracy instead of trading it for the training set's base
+    rate (which a collection elsewhere does not share).
+    """
+    combiner = LogisticRegression(C=COMBINER_C, class_weight="balanced")
+    return combiner.fit(stacking_inputs(columns, STACKING_TRANSFORM), labels)
 
 
 def _ensemble_cv(run: TrainingRun, candidates: tuple[str, ...]) -> CVResult:
@@ -175,7 +202,7 @@ def _ensemble_cv(run: TrainingRun, candidates: tuple[str, ...]) -> CVResult:
 
 def _final_classical(name: str, features: np.ndarray, data: LabelledImages,
                      seed: int) -> tuple[Any, dict[str, Any]]:
-    search = make_classifier(name, random_state=seed)
+    search = make_classifier(learner(name), random_state=seed)
     search.fit(features, data.labels, groups=data.groups)
     params = {key: value for key, value in search.best_params_.items()}
     logger.info("final %s: %s", name, params)
@@ -194,14 +221,29 @@ def _final_cnn(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> An
     return model
 
 
-def _load(config: TrainConfig) -> tuple[LabelledImages, np.ndarray, list[tuple[str, str]]]:
-    data = load_labelled_folder(config.data, min_agree=config.min_agree)
-    images, ok_mask, failures = decode_labelled(data.paths, size=config.artsy.image_size)
-    data, images = data.subset(ok_mask), images[ok_mask]
+def _load(config: TrainConfig) -> tuple[LabelledImages, Any]:
+    data = load_sources(config.data, min_agree=config.min_agree)
+    crop = (backbone_module.VARIANTS[backbone_module.DEFAULT_BACKBONE].image_size
+            if any(name in EMBEDDING_MODELS for name in config.models) else None)
+    decoded = decode_labelled(data.paths, size=config.artsy.image_size, crop=crop)
+    data = data.subset(decoded.ok_mask)
     if len(np.unique(data.labels)) < 2:
-        raise ValueError(f"fewer than two classes left in {config.data} after dropping "
-                         f"{len(failures)} unreadable images")
-    return data, images, failures
+        raise ValueError(f"fewer than two classes left in {', '.join(config.data)} after "
+                         f"dropping {len(decoded.failures)} unreadable images")
+    return data, decoded
+
+
+def compute_inputs(images: np.ndarray, crops: np.ndarray | None, config: TrainConfig,
+                   backbone: Any = None) -> dict[str, np.ndarray]:
+    """``{"features": (n, d), "embedding": (n, 1280)}`` (embedding only with crops)."""
+    logger.info("extracting %s features of %d images", config.artsy.feature_set, len(images))
+    inputs = {"features": extract_features(images, config.artsy.feature_set)}
+    if crops is not None:
+        logger.info("embedding %d centre crops with %s", len(crops),
+                    backbone_module.DEFAULT_BACKBONE)
+        inputs["embedding"] = backbone_module.embed(crops, model=backbone,
+                                                    batch_size=config.artsy.batch_size)
+    return inputs
 
 
 def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
@@ -236,32 +278,52 @@ def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
     extras = {"ablation": [report.read_ablation(path) for path in ablation] or None,
               "tried": None if tried is None else report.read_tried(tried)}
     started, cpu_started = time.perf_counter(), time.process_time()
-    data, images, failures = _load(config)
-    run = TrainingRun(config=config, data=data, failures=failures)
+    data, decoded = _load(config)
+    images = decoded.images[decoded.ok_mask]
+    crops = None if decoded.crops is None else decoded.crops[decoded.ok_mask]
+    run = TrainingRun(config=config, data=data, failures=decoded.failures)
     run.seconds["load_and_decode"] = time.perf_counter() - started
+    backbone = None
     with _timed(run, "features"):
-        logger.info("extracting %s features of %d images", config.artsy.feature_set, len(images))
-        features = extract_features(images, config.artsy.feature_set)
+        if crops is not None:
+            from artsy.inference import configure_tensorflow
+
+            configure_tensorflow()
+            backbone = backbone_module.load_backbone()
+        run.inputs = compute_inputs(images, crops, config, backbone)
+    if "embedding" in run.inputs:
+        groups, run.duplicate_pairs = group_duplicates(data.groups, run.inputs["embedding"])
+        data = run.data = dataclasses.replace(data, groups=groups)
     run.results["majority"] = majority_baseline(data.labels, data.groups,
                                                 n_splits=config.n_splits, seeds=config.cv_seeds)
     classical_names = tuple(name for name in config.models if name != "cnn")
     for name in classical_names:
         with _timed(run, f"cv_{name}"):
-            run.results[name] = _classical_cv(name, features, data, config)
+            run.results[name] = _classical_cv(name, run.model_inputs(name), data, config)
     if "cnn" in config.models:
         with _timed(run, "cv_cnn"):
             logger.info("cross-validating cnn (up to %d epochs per fold)", config.cnn_epochs)
             run.results["cnn"] = _cnn_cv(images, data, run)
     run.results["ensemble"] = _ensemble_cv(run, config.models)
     combiner = _final_combiner(run)
+    with _timed(run, "emotion"):
+        from artsy.emotion import train_emotion
+
+        emotion_head, run.emotion = train_emotion(run)
 
     # Every trained model is saved (the batch job writes one p_positive_<model> column each);
     # only the ensemble members decide the label.
-    classical, params = {}, {}
+    fitted, params = {}, {}
     for name in classical_names:
         with _timed(run, f"final_{name}"):
-            classical[name], params[name] = _final_classical(name, features, data,
-                                                             config.artsy.seed)
+            fitted[name], params[name] = _final_classical(name, run.model_inputs(name), data,
+                                                          config.artsy.seed)
+    classical = {name: model for name, model in fitted.items() if name not in EMBEDDING_MODELS}
+    embedding = {name: model for name, model in fitted.items() if name in EMBEDDING_MODELS}
+    with _timed(run, "transfer"):
+        from artsy import transfer
+
+        run.transfer = transfer.evaluate(run, fitted, combiner, backbone=backbone)
     cnn_model = None
     if "cnn" in config.models:
         with _timed(run, "final_cnn"):
@@ -274,7 +336,8 @@ def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
     with tempfile.TemporaryDirectory(prefix="artsy-report-") as report_dir:
         report.write_report(Path(report_dir), run=run, manifest=manifest, cnn_model=cnn_model)
         bundle = save_bundle(config.out, classical=classical, cnn_model=cnn_model,
-                             combiner=combiner, manifest=manifest, report_dir=report_dir)
+                             combiner=combiner, manifest=manifest, report_dir=report_dir,
+                             embedding=embedding, emotion_head=emotion_head)
     logger.info("trained in %.0f s: %s", time.perf_counter() - started,
                 {stage: round(seconds) for stage, seconds in run.seconds.items()})
     return bundle
@@ -300,6 +363,16 @@ def _final_combiner(run: TrainingRun) -> LogisticRegression:
     return combiner
 
 
+def _source_facts(data: LabelledImages) -> dict[str, dict[str, Any]]:
+    """Per source: images, class counts and a fingerprint of its own files."""
+    facts = {}
+    for name in dict.fromkeys(data.source.tolist()):
+        part = data.subset(data.source == name)
+        facts[name] = {"n_images": len(part), "fingerprint": data_fingerprint(part),
+                       "class_counts": np.bincount(part.labels, minlength=2).tolist()}
+    return facts
+
+
 def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegression) -> dict:
     import sklearn
 
@@ -310,10 +383,17 @@ def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegres
         "image_size": config.artsy.image_size,
         "feature_set": {"name": feature_set, "length": len(feature_names(feature_set)),
                         "names": list(feature_names(feature_set))},
-        "data": {"fingerprint": data_fingerprint(data), "folder": Path(config.data).name,
-                 "n_images": len(data), "n_unreadable": len(run.failures),
+        "data": {"fingerprint": data_fingerprint(data),
+                 "folder": ", ".join(Path(folder).name for folder in config.data),
+                 "sources": _source_facts(data), "n_images": len(data),
+                 "n_unreadable": len(run.failures),
                  "class_counts": np.bincount(data.labels, minlength=2).tolist(),
-                 "min_agree": config.min_agree},
+                 "min_agree": config.min_agree,
+                 "near_duplicate_pairs": [[data.relative_paths[i], data.relative_paths[j]]
+                                          for i, j in run.duplicate_pairs]},
+        **({"backbone": backbone_module.bundle_record()} if "embedding" in run.inputs else {}),
+        "transfer": run.transfer,
+        **({"emotion": run.emotion} if run.emotion else {}),
         "protocol": {"outer": first["protocol"], "n_splits": config.n_splits,
                      "seeds": list(config.cv_seeds),
                      "inner": "grid search on inner stratified grouped 3-fold splits of each "

@@ -123,7 +123,8 @@ def main() -> None:
         parser.error("give --out FILE.md (or --train BUNDLE)")
     cache = Path(args.cache)
     data = load_labelled_folder(args.data, min_agree=args.min_agree)
-    images, ok, _ = decode_labelled(data.paths)
+    decoded = decode_labelled(data.paths)
+    images, ok = decoded.images, decoded.ok_mask
     data, images = data.subset(ok), images[ok]
     key = data_fingerprint(data)[:16]
     affect = np.concatenate([ablation.group_features(images, g, cache=cache, key=key)

@@ -2,8 +2,9 @@
 
 Examples
 --------
-python jobs/train.py --data ../shared/data/twitter_i --out /tmp/bundle --min-agree 5
-python jobs/train.py --data my_photos --out my_bundle --models svm hgb --cv-seeds 0 1 2
+python jobs/train.py --data ../shared/data/twitter_i ../shared/data/fi_subset --out /tmp/bundle \
+    --min-agree 5 --eval-data ../shared/data/bass
+python jobs/train.py --data my_photos --out my_bundle --models effnet svm --cv-seeds 0 1 2
 
 Labels come from ``DATA/labels.csv`` (``path,label[,agree_min]``) when present, else from the
 ``negative/`` and ``positive/`` sub-folders. Exit codes: 0 trained, 2 bad input.
@@ -36,11 +37,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     from artsy.train import TRAINABLE_MODELS
 
-    defaults, shared = TrainConfig(data="", out=""), ArtsyConfig()
+    defaults, shared = TrainConfig(data=(), out=""), ArtsyConfig()
     parser = _OneLineParser(prog="train.py", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, metavar="DIR",
-                        help="labelled folder: labels.csv or negative/ and positive/ sub-folders")
+    parser.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                        help="labelled folders (labels.csv or negative/ and positive/ "
+                             "sub-folders), trained on together; the first is also trained on "
+                             "alone to score the others")
+    parser.add_argument("--eval-data", nargs="+", default=[], metavar="DIR",
+                        help="labelled folders only scored (cross-domain checks)")
     parser.add_argument("--out", required=True, metavar="BUNDLE_DIR",
                         help="bundle directory to write (replaced)")
     parser.add_argument("--min-agree", type=int, default=defaults.min_agree, metavar="N",
@@ -64,7 +69,8 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser.add_argument("--tried", metavar="FILE.md",
                         help="Markdown for the model card's 'What was tried' section")
     args = parser.parse_args(argv)
-    return TrainConfig(data=args.data, out=args.out, min_agree=args.min_agree,
+    return TrainConfig(data=tuple(args.data), eval_data=tuple(args.eval_data), out=args.out,
+                       min_agree=args.min_agree,
                        models=tuple(args.models), n_splits=args.n_splits,
                        cv_seeds=tuple(args.cv_seeds), cnn_epochs=args.cnn_epochs,
                        artsy=shared.replace(feature_set=args.feature_set, seed=args.seed)), args

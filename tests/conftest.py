@@ -52,7 +52,8 @@ def photo_dir(tmp_path: Path) -> Path:
 
 
 def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
-    """Fit kNN + random forest on "affect" features (and a tiny CNN), and save them as a bundle."""
+    """Fit kNN + random forest on "affect" features (and, with ``cnn``, a tiny CNN and a
+    logistic regression over the shipped backbone's embedding), and save them as a bundle."""
     import numpy as np
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.neighbors import KNeighborsClassifier
@@ -65,7 +66,8 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
     from artsy.testing import write_photos
 
     paths = write_photos(photos, 24, seed=11, max_side=300)
-    images = np.stack([decode_image(path.read_bytes(), size=100).pixels for path in paths])
+    decoded = [decode_image(path.read_bytes(), size=100, crop=224) for path in paths]
+    images = np.stack([image.pixels for image in decoded])
     features = extract_features(images, "affect")
     brightness = images.reshape(len(images), -1).mean(axis=1)
     labels = (brightness > np.median(brightness)).astype(int)
@@ -75,25 +77,35 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
     }
     for model in classical.values():
         model.fit(features, labels)
-    cnn_model = None
+    cnn_model, embedding = None, {}
+    names = list(feature_names("affect"))
+    manifest = {
+        "feature_set": {"name": "affect", "length": len(names), "names": names},
+        "ensemble": {"members": ["knn", "rf"] + (["cnn", "effnet"] if cnn else []),
+                     "method": "mean"},
+        "data": {"fingerprint": "test"},
+        "training": {"command": "tests/conftest.py job_bundle", "seed": 0},
+    }
     if cnn:
+        from sklearn.linear_model import LogisticRegression
+
+        from artsy import backbone
         from artsy.cnn import build_cnn
 
         cnn_model = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
         cnn_model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
-    names = list(feature_names("affect"))
-    manifest = {
-        "feature_set": {"name": "affect", "length": len(names), "names": names},
-        "ensemble": {"members": ["knn", "rf"] + (["cnn"] if cnn else []), "method": "mean"},
-        "data": {"fingerprint": "test"},
-        "training": {"command": "tests/conftest.py job_bundle", "seed": 0},
-    }
-    return save_bundle(out, classical=classical, cnn_model=cnn_model, manifest=manifest)
+        crops = np.stack([image.crop for image in decoded])
+        embedding["effnet"] = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
+            backbone.embed(crops, batch_size=8), labels)
+        manifest["backbone"] = backbone.bundle_record()
+    return save_bundle(out, classical=classical, cnn_model=cnn_model, manifest=manifest,
+                       embedding=embedding)
 
 
 @pytest.fixture(scope="session")
 def job_bundle(tmp_path_factory) -> Path:
-    """A real, small model bundle for the batch job: kNN, random forest and a tiny CNN (mean)."""
+    """A real, small model bundle for the batch job: kNN, random forest, a tiny CNN and a head
+    over the pretrained backbone (mean)."""
     root = tmp_path_factory.mktemp("job_bundle")
     return _build_job_bundle(root / "bundle", root / "photos")
 

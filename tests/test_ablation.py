@@ -32,7 +32,7 @@ def photo_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def rows_and_cache(photo_folder, tmp_path_factory) -> tuple[list[dict], Path]:
     data = load_labelled_folder(photo_folder)
-    images, _, _ = decode_labelled(data.paths)
+    images = decode_labelled(data.paths).images
     cache = tmp_path_factory.mktemp("cache")
     rows = ablation.run_ablation(data, images, combinations=("colour", "hue", "colour+hue"),
                                  models=("logreg",), seeds=(0,), n_splits=2, cache=cache)
@@ -75,7 +75,7 @@ def test_ablation_group_features_are_cached_and_reused(rows_and_cache, photo_fol
     files = sorted(path.name for path in cache.glob("*.npy"))
     assert len(files) == 2 and files[0].endswith("_100_colour.npy")
     data = load_labelled_folder(photo_folder)
-    images, _, _ = decode_labelled(data.paths)
+    images = decode_labelled(data.paths).images
     key = files[0].split("_")[0]
     fresh = ablation.group_features(images, "hue")
     np.testing.assert_allclose(np.load(cache / f"{key}_100_hue.npy"), fresh)

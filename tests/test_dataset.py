@@ -117,7 +117,8 @@ def test_dataset_decode_lists_failures_without_crashing(class_folder):
     (class_folder / "negative" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     (class_folder / "negative" / "empty.png").write_bytes(b"")
     images = load_labelled_folder(class_folder)
-    pixels, ok_mask, failures = decode_labelled(images.paths, size=32)
+    decoded = decode_labelled(images.paths, size=32)
+    pixels, ok_mask, failures = decoded.images, decoded.ok_mask, decoded.failures
     assert pixels.shape == (12, 32, 32, 3) and pixels.dtype == np.uint8
     assert ok_mask.sum() == 10
     assert [Path(path).name for path, _ in failures] == ["broken.jpg", "empty.png"]

@@ -126,5 +126,29 @@ def test_decode_image_is_deterministic(photo_dir):
 
 
 def test_decode_image_rejects_bad_size():
-    with pytest.raises(ValueError, match="size must be >= 1"):
+    with pytest.raises(ValueError, match="must be >= 1"):
         decode_image(b"x", size=0)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        decode_image(b"x", crop=0)
+
+
+def test_centre_crop_keeps_the_aspect_and_the_middle():
+    """A wide image: the crop is its middle square, not the squashed whole."""
+    wide = np.zeros((200, 600, 3), dtype=np.uint8)
+    wide[:, 200:400] = 255  # a white middle third
+    data = _encode(Image.fromarray(wide), "PNG")
+    decoded = decode_image(data, size=50, crop=64)
+    assert decoded.crop.shape == (64, 64, 3) and decoded.crop.dtype == np.uint8
+    assert decoded.crop[:, 2:-2].min() == 255  # all white: only the middle square
+    assert decoded.pixels[:, :10].max() == 0 and decoded.pixels.mean() < 128  # squashed whole
+    assert decode_image(data, size=50).crop is None
+
+
+def test_centre_crop_of_a_draft_jpeg_is_close_to_the_full_decode():
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).resize(
+        (1600, 1200), Image.Resampling.BICUBIC)
+    data = _encode(photo, "JPEG")
+    draft = decode_image(data, size=100, crop=224).crop.astype(float)
+    full = decode_image(data, size=100, crop=224, draft=False).crop.astype(float)
+    assert np.abs(draft - full).mean() < 3.0

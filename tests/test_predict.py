@@ -75,16 +75,18 @@ def test_predictors_label_ok_rows_and_pass_error_rows_untouched(mixed_dir, job_b
     batch = featurize_and_score(_batch(mixed_dir), bundle_path=str(job_bundle), image_size=100,
                                 feature_set="affect")
     assert "features" not in batch and "pixels" in batch
+    assert batch["crops"].shape[1:] == (224, 224, 3)  # the backbone's input, same decode
     batch = CnnPredictor(str(job_bundle), batch_size=4, threads=1)(batch)
-    assert "pixels" not in batch
+    assert "pixels" not in batch and "crops" not in batch
     ok = batch["status"] == "ok"
-    for column in ("p_positive", "p_positive_knn", "p_positive_rf", "p_positive_cnn"):
+    members = ("knn", "rf", "cnn", "effnet")
+    for column in ("p_positive", *(f"p_positive_{name}" for name in members)):
         assert np.isnan(batch[column][~ok]).all()
         assert ((batch[column][ok] >= 0) & (batch[column][ok] <= 1)).all()
-    mean = (batch["p_positive_knn"] + batch["p_positive_rf"] + batch["p_positive_cnn"]) / 3
+    mean = sum(batch[f"p_positive_{name}"] for name in members) / len(members)
     np.testing.assert_allclose(batch["p_positive"][ok], mean[ok], rtol=1e-5)
 
-    models = ("knn", "rf", "cnn")
+    models = ("knn", "rf", "effnet", "cnn")
     table = to_output_table(batch, run_id="r", models=models, model_version="v",
                             feature_set="affect")
     assert table.schema.equals(output_schema(models))
@@ -124,16 +126,17 @@ def test_cnn_actor_returns_the_finished_table_and_skips_error_rows(tmp_path, job
     assert (row["status"], row["error"], row["p_positive_cnn"]) == ("error", "empty file", None)
 
 
-def test_shipped_bundle_labels_on_cpu_and_its_cnn_actor_never_loads_scikit_learn(mixed_dir,
-                                                                                 monkeypatch):
+def test_shipped_bundle_labels_in_the_actor_which_never_loads_the_classical_models(
+        mixed_dir, monkeypatch):
     batch = featurize_and_score(_batch(mixed_dir), bundle_path=None, image_size=100,
                                 feature_set="affect")
     ok = batch["status"] == "ok"
-    before = batch["p_positive"].copy()
-    assert ((before[ok] > 0) & (before[ok] < 1)).all()  # the CNN is not an ensemble member
+    assert "p_positive" not in batch  # a backbone model is an ensemble member: the actor labels
+    assert ((batch["p_positive_svm"][ok] > 0) & (batch["p_positive_svm"][ok] < 1)).all()
     monkeypatch.setattr("artsy.predict._BUNDLES", {})  # as in a separate actor process
     predictor = CnnPredictor(None, batch_size=8, threads=1)
     out = predictor(batch)
-    np.testing.assert_array_equal(out["p_positive"], before)
-    assert ((out["p_positive_cnn"][ok] > 0) & (out["p_positive_cnn"][ok] < 1)).all()
-    assert predictor.bundle._classical is None and predictor.bundle._combiner is None
+    assert ((out["p_positive"][ok] > 0) & (out["p_positive"][ok] < 1)).all()
+    assert np.isnan(out["p_positive"][~ok]).all()
+    assert ((out["p_positive_effnet"][ok] > 0) & (out["p_positive_effnet"][ok] < 1)).all()
+    assert "classical" not in predictor.bundle._loaded  # heads and combiner only

@@ -7,8 +7,11 @@ import pytest
 
 from artsy.schema import OUTPUT_SCHEMA, model_column, output_schema, schema_models
 
+CATEGORIES = ["p_amusement", "p_awe", "p_contentment", "p_excitement", "p_anger", "p_disgust",
+              "p_fear", "p_sadness"]
 REQUIRED = ["run_id", "path", "content_sha256", "file_size", "width", "height", "status", "error",
-            "label", "p_positive", "model_version", "feature_set", "inferred_at"]
+            "label", "p_positive", "emotion", *CATEGORIES, "model_version", "feature_set",
+            "inferred_at"]
 
 
 def test_schema_has_exactly_the_required_columns_in_order():
@@ -33,8 +36,10 @@ def test_schema_types_are_reader_friendly():
     assert schema.field("p_positive_knn").type == pa.float64()
     assert schema.field("file_size").type == pa.int64()
     assert schema.field("width").type == pa.int32()
+    assert schema.field("emotion").type == pa.string()
+    assert all(schema.field(name).type == pa.float64() for name in CATEGORIES)
     nullable_on_error = ["content_sha256", "file_size", "width", "height", "error", "label",
-                         "p_positive", "p_positive_knn"]
+                         "p_positive", "p_positive_knn", "emotion", *CATEGORIES]
     assert all(schema.field(name).nullable for name in nullable_on_error)
     assert not schema.field("status").nullable and not schema.field("path").nullable
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from artsy.bundle import load_bundle
-from artsy.config import ArtsyConfig, TrainConfig
+from artsy.config import EMOTION_CATEGORIES, ArtsyConfig, TrainConfig
 from artsy.dataset import decode_labelled, load_labelled_folder
 from artsy.features import extract_features
 from artsy.testing import write_photos
@@ -46,10 +47,11 @@ def agree_folder(tmp_path_factory) -> Path:
     return root
 
 
-def _config(data: Path, out: Path, models: tuple[str, ...], **changes) -> TrainConfig:
-    settings = {"n_splits": 2, "cv_seeds": (0, 1), "cnn_epochs": 1, **changes}
-    return TrainConfig(data=str(data), out=str(out), models=models, artsy=ArtsyConfig(seed=SEED),
-                       **settings)
+def _config(data: Path | tuple[str, ...], out: Path, models: tuple[str, ...],
+            **changes) -> TrainConfig:
+    settings = {"data": data if isinstance(data, tuple) else str(data), "n_splits": 2,
+                "cv_seeds": (0, 1), "cnn_epochs": 1, **changes}
+    return TrainConfig(out=str(out), models=models, artsy=ArtsyConfig(seed=SEED), **settings)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_train_same_seed_gives_same_metrics_and_models(classical_runs, agree_fol
     first, second = (_manifest(path) for path in classical_runs)
     assert first["metrics"] == second["metrics"]
     assert first["ensemble"]["members"] == second["ensemble"]["members"]
-    images, _, _ = decode_labelled(load_labelled_folder(agree_folder).paths)
+    images = decode_labelled(load_labelled_folder(agree_folder).paths).images
     features = extract_features(images, "affect")
     predictions = [load_bundle(path).predict_classical(features) for path in classical_runs]
     for name in predictions[0]:
@@ -128,7 +130,8 @@ def test_train_with_cnn_writes_bundle_and_report(cnn_run):
 def test_train_cnn_bundle_labels_new_images(cnn_run, tmp_path):
     bundle = load_bundle(cnn_run)
     paths = write_photos(tmp_path, 5, seed=99, max_side=200)
-    images, ok_mask, _ = decode_labelled(paths, size=bundle.image_size)
+    decoded = decode_labelled(paths, size=bundle.image_size)
+    images, ok_mask = decoded.images, decoded.ok_mask
     assert ok_mask.all()
     from artsy.cnn import predict_positive
 
@@ -220,3 +223,74 @@ def test_job_train_bad_ablation_file_exits_2_before_training(agree_folder, tmp_p
     assert "ablation file not found" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def effnet_run(tmp_path_factory) -> Path:
+    """Two small sources and one scored-only set, with the pretrained backbone's models."""
+    base = tmp_path_factory.mktemp("sources")
+    first = _photo_folder(base / "first", 24)
+    second = _photo_folder(base / "second", 16)
+    # the same picture in both sources must end up in one CV group
+    shutil.copy(next((first / "positive").iterdir()), second / "positive" / "copy.jpg")
+    rows = []  # the second source also names each image's emotion category (two per category)
+    for label, categories in (("positive", EMOTION_CATEGORIES[:4]),
+                              ("negative", EMOTION_CATEGORIES[4:])):
+        files = sorted((second / label).iterdir())
+        rows += [f"{label}/{path.name},{label},{categories[index % 4]}"
+                 for index, path in enumerate(files)]
+    (second / "labels.csv").write_text("path,label,emotion\n" + "\n".join(rows) + "\n")
+    aside = _photo_folder(base / "aside", 12)
+    out = tmp_path_factory.mktemp("effnet") / "bundle"
+    return train(_config((str(first), str(second)), out, ("effnet", "effnet_logreg", "logreg"),
+                         cv_seeds=(0,), eval_data=(str(aside),)))
+
+
+def test_train_effnet_on_two_sources_records_backbone_and_transfer(effnet_run):
+    from artsy.backbone import backbone_manifest
+
+    manifest = _manifest(effnet_run)
+    assert manifest["backbone"]["sha256"] == backbone_manifest()["sha256"]
+    assert not any(name.endswith(".npz") for name in manifest["files"])  # referred to, not copied
+    assert manifest["models"]["effnet"]["kind"] == "embedding"
+    assert set(manifest["data"]["sources"]) == {"first", "second"}
+    assert manifest["data"]["n_images"] == 41
+    assert len(manifest["data"]["near_duplicate_pairs"]) >= 1
+    assert {"all", "first", "second"} <= set(manifest["metrics"]["effnet"])
+    row = manifest["metrics"]["ensemble"]["second"]
+    assert row["n"] == 17 and 0.0 <= row["predicted_positive"] <= 1.0
+    transfer = {(tuple(row["trained_on"]), row["scored"]): row for row in manifest["transfer"]}
+    assert set(transfer) == {(("first",), "second"), (("first",), "aside"),
+                             (("first", "second"), "aside")}
+    scores = transfer[("first", "second"), "aside"]["models"]
+    assert set(scores) == {"effnet", "effnet_logreg", "logreg", "ensemble"}
+    assert 0.0 <= scores["ensemble"]["balanced_accuracy"] <= 1.0
+    emotion = manifest["emotion"]
+    assert emotion["n"] == 17 and emotion["trained_on"] == ["second"]
+    assert 0.0 <= emotion["mean"]["accuracy"] <= 1.0 and "emotion.skops" in manifest["files"]
+    assert set(emotion["first_seed"]["per_category"]) == set(EMOTION_CATEGORIES)
+    card = (effnet_run / "report" / "MODEL_CARD.md").read_text()
+    assert "## Beyond the training data" in card and "efficientnet-lite0" in card
+    assert "## Which emotion" in card and "| fear |" in card
+    assert (effnet_run / "report" / "confusion_emotion.png").is_file()
+    assert "--eval-data" in manifest["training"]["command"]
+
+
+def test_effnet_bundle_labels_through_the_backbone(effnet_run, tmp_path):
+    from artsy import backbone
+
+    bundle = load_bundle(effnet_run)
+    assert bundle.crop_size == 224 and bundle.actor_member
+    assert set(bundle.embedding_names) <= {"effnet", "effnet_logreg"}
+    paths = write_photos(tmp_path, 4, seed=7, max_side=300)
+    decoded = decode_labelled(paths, size=bundle.image_size, crop=bundle.crop_size)
+    probs = bundle.predict_classical(extract_features(decoded.images, bundle.feature_set))
+    probs.update(bundle.predict_embedding(backbone.embed(decoded.crops,
+                                                         model=bundle.load_backbone())))
+    combined = bundle.combine(probs)
+    assert combined.shape == (4,) and np.all((combined >= 0) & (combined <= 1))
+    assert bundle.has_emotion
+    embeddings = backbone.embed(decoded.crops, model=bundle.load_backbone())
+    categories = bundle.predict_emotion(embeddings, combined)
+    assert categories.shape == (4, len(EMOTION_CATEGORIES))
+    np.testing.assert_allclose(categories.sum(axis=1), 1.0, rtol=1e-6)
