@@ -63,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dashboard", action="store_true",
                         help="start the Ray dashboard when the job starts its own local Ray "
                              "(off by default: it adds seconds and dies with the job)")
-    parser.add_argument("--verbose", action="store_true", help="log progress at INFO level")
+    chatter = parser.add_mutually_exclusive_group()
+    chatter.add_argument("--verbose", action="store_true",
+                         help="log progress at INFO level and show Ray's and TensorFlow's logs")
+    chatter.add_argument("--quiet", action="store_true",
+                         help="print only the summary and errors (no progress)")
     return parser
 
 
@@ -90,8 +94,12 @@ def format_summary(summary: dict) -> str:
         f"  skipped          {summary['skipped']} already labelled by this model "
         f"({summary['carried_forward']} rows carried forward)",
         f"  labelled         {labelled or 'none'}",
-        f"  errors           {summary['errors']}",
     ]
+    if summary.get("emotions"):
+        emotions = ", ".join(f"{name} {count}" for name, count in summary["emotions"].items())
+        lines.append(f"  emotions         {emotions} (valence agrees with the label for "
+                     f"{summary['emotion_valence_agreement']:.0%})")
+    lines.append(f"  errors           {summary['errors']}")
     lines += [f"    {count:6d}  {reason}" for reason, count in summary["errors_by_reason"].items()]
     lines += [
         f"  throughput       {summary['images_per_second']:.1f} images/s "
@@ -102,17 +110,39 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _init_ray(address: str | None, dashboard: bool) -> None:
+#: Environment of every Ray worker unless --verbose: TensorFlow's C++ start-up notices off.
+QUIET_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+
+
+def _init_ray(address: str | None, dashboard: bool, *, verbose: bool, progress: bool) -> None:
+    """Join or start Ray. Unless ``verbose``, workers' logs stay in Ray's log files (a failing
+    task still fails the run with its reason) and Ray's own start-up lines are not printed."""
     import ray
 
     # include_dashboard only matters when this job starts its own local Ray (then the dashboard
     # dies with the job, and starting it costs seconds); a cluster keeps its own.
-    ray.init(address=address, log_to_driver=True, include_dashboard=dashboard)
+    ray.init(address=address, log_to_driver=verbose, include_dashboard=dashboard,
+             logging_level=logging.INFO if verbose else logging.ERROR,
+             runtime_env=None if verbose else {"env_vars": QUIET_WORKER_ENV})
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = progress
+    context.print_on_execution_start = verbose
+    if not verbose:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the job; return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verbose" in argv:
+        return _main(argv)
+    from artsy.console import filtered_stderr
+
+    with filtered_stderr():  # drops Ray's known-benign C++ lines, passes everything else
+        return _main(argv)
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:  # `ray submit cluster.yaml classify.py -- --input ...`
         argv = argv[1:]
     args = build_parser().parse_args(argv)
@@ -128,8 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"classify.py: error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_INVALID
     prepared = pipeline.prepare_run(config, plan)
+    if not args.quiet:
+        print(f"artsy: {prepared.images_seen} images found, {len(prepared.work.todo)} to label "
+              f"with model {plan.model_version}", file=sys.stderr, flush=True)
     if prepared.needs_ray:  # an unchanged folder's rerun commits without starting Ray at all
-        _init_ray(args.ray_address, args.dashboard)
+        _init_ray(args.ray_address, args.dashboard, verbose=args.verbose,
+                  progress=sys.stderr.isatty() and not args.quiet)
         try:
             pipeline.check_cluster(config)
         except ValueError as error:  # e.g. fewer GPUs than --gpus-per-actor asks for

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import polars as pl
 import pyarrow.dataset
 import pytest
 
+from artsy.config import EMOTION_CATEGORIES
 from artsy.discover import discover
 from artsy.schema import output_schema
 from artsy.testing import descendant_pids, write_photos
@@ -138,10 +140,12 @@ def test_job_on_hostile_corpus_examples_and_generated_photos(tmp_path, badinputs
     assert table.num_rows == len(rows) == expected_rows
 
     assert table.schema.remove(table.schema.get_field_index("run_date")).equals(
-        output_schema(["knn", "rf", "cnn"]))
+        output_schema(["knn", "rf", "effnet", "cnn"]))
     ok = [row for row in rows.values() if row["status"] == "ok"]
     assert all(0 <= row[column] <= 1 for row in ok
-               for column in ("p_positive", "p_positive_knn", "p_positive_rf", "p_positive_cnn"))
+               for column in ("p_positive", "p_positive_knn", "p_positive_rf", "p_positive_cnn",
+                              "p_positive_effnet"))
+    assert (out / "run_date=2026-04-01" / "_REPORT.html").is_file()
     summary = json.loads((out / "run_date=2026-04-01" / "_SUMMARY.json").read_text())
     errors = sum(entry["expected"] == "error" for entry in manifest)
     assert (summary["images_seen"], summary["processed"]) == (expected_rows, expected_rows)
@@ -252,3 +256,41 @@ def test_cnn_actor_takes_the_gpu_when_the_cluster_has_one(tmp_path, job_bundle):
     assert report["plan"] == [1, 1.0] and report["gpus"] == 1.0
     assert report["min_free_gpu"] == 0.0  # the CNN actor held the logical GPU
     assert report["processed"] == 8
+
+
+#: Lines a user reads as failures, or framework chatter, that a healthy run must not print.
+NOISE = re.compile(r"\bERROR\b|\sE\s|\bE\d{4}\b|\bW\d{4}\b|\bI\d{4}\b|Traceback|[Dd]eprecat|"
+                   r"UserWarning|oneDNN|cuInit|cuda|core_worker|absl|WARNING")
+
+
+@pytest.mark.slow
+def test_quick_start_run_is_quiet_and_commits_a_report_with_every_thumbnail(tmp_path):
+    """The README's first command with the shipped bundle, as a new user runs it."""
+    import pyarrow.parquet
+
+    out = tmp_path / "labels"
+    result = _classify("--input", str(EXAMPLES), "--output", str(out), "--run-date",
+                       "2026-12-01", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    noisy = [line for line in (result.stdout + result.stderr).splitlines() if NOISE.search(line)]
+    assert noisy == []
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("artsy: ")]
+    assert result.stdout.strip().splitlines()[-1].startswith("  output ")
+    assert "emotions " in result.stdout
+    partition = out / "run_date=2026-12-01"
+    table = pyarrow.parquet.read_table(partition).to_pylist()
+    assert len(table) == 12 and all(row["status"] == "ok" for row in table)
+    assert all(row["emotion"] is not None and abs(sum(
+        row[f"p_{name}"] for name in EMOTION_CATEGORIES) - 1) < 1e-6 for row in table)
+    page = (partition / "_REPORT.html").read_text()
+    for row in table:
+        name = Path(row["path"]).name
+        assert re.search(rf'<img src="data:image/jpeg;base64,[^"]+" alt="{re.escape(name)}"',
+                         page), name
+    assert "<td>positive</td>" in page or "<td>negative</td>" in page
+
+    quiet = _classify("--input", str(EXAMPLES), "--output", str(out), "--run-date",
+                      "2026-12-02", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    assert "skipped          12" in quiet.stdout  # nothing new: no Ray, same summary
