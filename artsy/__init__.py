@@ -1,4 +1,5 @@
-"""artsy: label the emotion (positive / negative affect) that images evoke, in batch, on Ray.
+"""artsy: label the emotion images evoke (positive / negative affect and the Mikels category),
+in batch, on Ray.
 
 Heavy modules (Ray, TensorFlow, scikit-learn) are imported lazily: ``import artsy`` is cheap.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from artsy.config import EMOTIONS, ArtsyConfig, JobConfig, TrainConfig
+from artsy.config import EMOTION_CATEGORIES, EMOTIONS, ArtsyConfig, JobConfig, TrainConfig
 
 __all__ = [
     "EMOTIONS",
+    "EMOTION_CATEGORIES",
     "ArtsyConfig",
     "JobConfig",
     "TrainConfig",
@@ -23,6 +25,9 @@ __all__ = [
     "train",
     "OUTPUT_SCHEMA",
     "output_schema",
+    "load_backbone",
+    "embed",
+    "write_report",
 ]
 __version__ = "0.1.0"
 
@@ -35,6 +40,9 @@ _LAZY = {
     "train": "artsy.train",
     "OUTPUT_SCHEMA": "artsy.schema",
     "output_schema": "artsy.schema",
+    "load_backbone": "artsy.backbone",
+    "embed": "artsy.backbone",
+    "write_report": "artsy.run_report",
 }
 
 

@@ -5,9 +5,10 @@
 (b) ``notebook`` the notebook's style: one process, a sequential loop that loads each image and
                  computes the notebook's features (:mod:`benchmarks.notebook`).
 (e) ``peer``     the Ray Data docs pattern a user would write, run as its own process
-                 (:mod:`benchmarks.peer`): ``read_images(size=(100, 100), mode="RGB")`` →
-                 ``map_batches`` with the notebook's features → ``write_parquet``; start-up
-                 included.
+                 (:mod:`benchmarks.peer`): ``read_images(size=(224, 224), mode="RGB")`` →
+                 ``map_batches`` with the notebook's features (of a 100x100 resize) → a
+                 TensorFlow predictor actor hosting ``keras.applications.EfficientNetB0
+                 (weights=None)`` → ``write_parquet``; start-up included.
 """
 
 from __future__ import annotations
@@ -93,26 +94,31 @@ def run_script(command: list[str], *, cpus: int, timeout: float, output: Path,
     return result
 
 
-def peer_command(folder: Path, output: Path) -> list[str]:
+def peer_command(folder: Path, output: Path, batch_size: int) -> list[str]:
     """The command line of the Ray Data docs pattern over ``folder``."""
     return [common.python(), "-m", "benchmarks.peer", "--input", str(folder),
-            "--output", str(output)]
+            "--output", str(output), "--batch-size", str(batch_size)]
 
 
 def peer(folder: Path, warm_folder: Path, count: int, cpus: int, scratch: Path,
-         timeout: float) -> dict:
+         timeout: float, batch_size: int = 64) -> dict:
     """(e) The peer: the Ray Data docs pattern as a fresh process, start-up included.
 
     An untimed run over ``warm_folder`` (a few images) first warms the OS file cache and
     bytecode, as for the job, so neither pays that once-per-machine cost in the timed run.
+    ``batch_size`` is the predictor's rows per call (the job's ``--batch-size``).
     """
     output = scratch / "out-peer"
-    run_script(peer_command(warm_folder, output), cpus=cpus, timeout=timeout, output=output)
-    result = run_script(peer_command(folder, output), cpus=cpus, timeout=timeout, output=output)
+    run_script(peer_command(warm_folder, output, batch_size), cpus=cpus, timeout=timeout,
+               output=output)
+    result = run_script(peer_command(folder, output, batch_size), cpus=cpus, timeout=timeout,
+                        output=output)
     if result["returncode"] == 0:
         import pyarrow.parquet
 
         rows = pyarrow.parquet.ParquetDataset(str(output)).read(columns=[]).num_rows
-        result.update(common.rate(count, result["seconds"]), rows_written=rows)
+        result.update(common.rate(count, result["seconds"]), rows_written=rows,
+                      batch_size=batch_size, model="keras.applications.EfficientNetB0"
+                      "(weights=None), 224 px")
     shutil.rmtree(output, ignore_errors=True)
     return result

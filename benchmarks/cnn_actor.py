@@ -1,7 +1,9 @@
 """The job's CNN in one Ray Data actor against bare ``model.predict`` at the same batch size.
 
 Both see the same decoded images (cached as ``.npy``). The actor is artsy's
-``artsy.predict.CnnPredictor`` over the shipped default bundle; while there is no bundle yet, a
+``artsy.predict.CnnPredictor`` over the shipped default bundle: for a bundle with the pretrained
+backbone the bare model is that backbone on the 224 px centre crops (the actor adds its heads and
+the ensemble), for an older bundle its from-scratch CNN on the 100 px squares. Without a bundle, a
 stand-in actor (:class:`StandInCnnActor`: ``configure_tensorflow`` + ``predict_positive``, as the
 real one does) runs an untrained ``build_cnn`` of the same architecture as the bare model, and the
 result says so.
@@ -82,27 +84,36 @@ class TimedActor:
 #: Passes over the decoded images in the CNN part (bare predict and actor alike).
 REPEATS = 5
 
-def decoded_pixels(paths: list[str], scratch: Path) -> np.ndarray:
-    """Return the ``(n, 100, 100, 3)`` pixels of ``paths``, cached as ``.npy`` in ``scratch``."""
+def decoded_pixels(paths: list[str], scratch: Path, crop: int | None = None) -> np.ndarray:
+    """Return the ``(n, 100, 100, 3)`` pixels of ``paths`` (or their ``crop`` px centre crops),
+    cached as ``.npy`` in ``scratch``."""
+    from artsy.io import decode_image
+
     digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:12]
-    cache = scratch / f"pixels-{len(paths)}-{digest}.npy"
+    cache = scratch / f"pixels-{len(paths)}-{crop or baselines.SIZE}-{digest}.npy"
     if cache.is_file():
         return np.load(cache)
-    pixels = np.stack([baselines.decode_artsy(path) for path in paths])
+    if crop is None:
+        pixels = np.stack([baselines.decode_artsy(path) for path in paths])
+    else:
+        pixels = np.stack([decode_image(Path(path).read_bytes(), size=8, crop=crop).crop
+                           for path in paths])
     np.save(cache, pixels)
     return pixels
 
 
-def _real_actor(model: str | None) -> tuple[object, object, tuple[str, ...]] | None:
-    """Return (CnnPredictor, bundle CNN model, other members) or None without a bundle/predictor."""
+def _real_actor(model: str | None) -> tuple[object, object, tuple[str, ...], int | None] | None:
+    """Return (CnnPredictor, the bundle's bare Keras model, the members the actor does not
+    compute, crop size or None) or None without a bundle/predictor."""
     try:
         predict = common.need("artsy.predict", "CnnPredictor")
         bundle = common.need("artsy.bundle", "load_bundle").load_bundle(model)
-        keras_model = bundle.load_cnn()
+        keras_model = bundle.load_backbone() if bundle.backbone else bundle.load_cnn()
     except Exception:  # noqa: BLE001 - no bundle / no CNN in it yet: use the stand-in
         return None
-    others = tuple(name for name in bundle.members if name != "cnn")
-    return predict.CnnPredictor, keras_model, others
+    actor_side = {"cnn", *bundle.embedding_names}
+    others = tuple(name for name in bundle.members if name not in actor_side)
+    return predict.CnnPredictor, keras_model, others, bundle.crop_size
 
 
 def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: bool = False,
@@ -116,8 +127,9 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     cnn_module.configure_tensorflow(gpu_memory_growth=True)
     # The images pass REPEATS times: one pass takes well under a second, too short a window
     # for a stable ratio on a noisy machine.
-    pixels = np.concatenate([decoded_pixels(paths, scratch)] * REPEATS)
     real = _real_actor(model)
+    crop = None if real is None else real[3]
+    pixels = np.concatenate([decoded_pixels(paths, scratch, crop)] * REPEATS)
     if real is None:
         keras_model = cnn_module.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
         source = "untrained artsy.cnn.build_cnn (no shipped bundle with a CNN yet)"
@@ -128,9 +140,11 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     start = time.perf_counter()
     keras_model.predict(pixels, batch_size=batch_size, verbose=0)
     bare = common.rate(len(pixels), time.perf_counter() - start)
-    cnn_module.predict_positive(keras_model, warm, batch_size=batch_size)
+    from artsy.inference import predict_batched
+
+    predict_batched(keras_model, warm, batch_size=batch_size)
     start = time.perf_counter()
-    cnn_module.predict_positive(keras_model, pixels, batch_size=batch_size)
+    predict_batched(keras_model, pixels, batch_size=batch_size)
     wrapped = common.rate(len(pixels), time.perf_counter() - start)
     del keras_model
     predictor, kwargs, others = ((StandInCnnActor, {}, ()) if real is None
@@ -142,7 +156,8 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     # As the job configures it, then with TensorFlow threads on every core (as bare predict).
     for name, actor_threads in (("actor", threads), ("actor_all_threads", cpus)):
         result[name] = _actor_rate(predictor, {**kwargs, "threads": actor_threads}, pixels,
-                                   others, cpus, batch_size, actor_cpus=actor_cpus, gpu=gpu)
+                                   others, cpus, batch_size, actor_cpus=actor_cpus, gpu=gpu,
+                                   crops=crop is not None)
         result[name].update(num_cpus=actor_cpus, threads=actor_threads)
     return result
 
@@ -162,20 +177,22 @@ def job_actor_resources(cpus: int, *, gpu: bool) -> tuple[float, int | None]:
     return actor_cpus, pipeline.cnn_threads(actor_cpus)
 
 
-def _rows(pixels: np.ndarray, others: tuple[str, ...]) -> list[dict]:
+def _rows(pixels: np.ndarray, others: tuple[str, ...], crops: bool) -> list[dict]:
     extra = {f"p_positive_{name}": NEUTRAL_PROBABILITY for name in others}
-    return [{"path": f"image_{index}", "status": "ok", "kind": "new", "pixels": image, **extra}
+    square = np.zeros((baselines.SIZE, baselines.SIZE, 3), dtype=np.uint8)
+    return [{"path": f"image_{index}", "status": "ok", "kind": "new",
+             **({"pixels": square, "crops": image} if crops else {"pixels": image}), **extra}
             for index, image in enumerate(pixels)]
 
 
 def _actor_rate(predictor: type, constructor_kwargs: dict, pixels: np.ndarray,
                 others: tuple[str, ...], cpus: int, batch_size: int, *, actor_cpus: float,
-                gpu: bool) -> dict:
+                gpu: bool, crops: bool = False) -> dict:
     """Stream ``pixels`` through one actor; the steady rate counts from the first output batch."""
     ray = common.start_ray(cpus, gpus=1 if gpu else 0)
     try:
         blocks = max(1, -(-len(pixels) // batch_size))
-        dataset = ray.data.from_items(_rows(pixels, others), override_num_blocks=blocks)
+        dataset = ray.data.from_items(_rows(pixels, others, crops), override_num_blocks=blocks)
         dataset = dataset.materialize()  # inputs in the object store before the clock starts
         dataset = dataset.map_batches(TimedActor, batch_size=batch_size, batch_format="numpy",
                                       compute=ray.data.ActorPoolStrategy(size=1),

@@ -16,7 +16,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import artsy_paths, baselines, cnn_actor, common, memory, photos
+from benchmarks import artsy_paths, baselines, cnn_actor, cnn_levers, common, memory, photos
 
 
 def _paths(spec: dict) -> list[str]:
@@ -41,7 +41,9 @@ PARTS = {
                                         model=spec.get("model")),
     "peer": lambda spec: baselines.peer(Path(spec["set"]), Path(spec["warm_set"]),
                                         len(_paths(spec)), spec["cpus"], Path(spec["scratch"]),
-                                        _timeout(spec) / 2),
+                                        _timeout(spec) / 2, spec["batch_size"]),
+    "levers": lambda spec: cnn_levers.levers(spec["levers_n"], threads=(1, spec["cpus"]),
+                                             timeout=0.95 * _timeout(spec)),
     "memory": lambda spec: memory.memory(Path(spec["memory_sets"][0]),
                                          Path(spec["memory_sets"][1]),
                                          tuple(spec["memory_sizes"]), spec["cpus"],

@@ -91,6 +91,16 @@ def ratios(parts: dict, cpus: int) -> dict:
         "floor_draft_vs_no_draft": _entry("(a) draft / (a) no draft", None,
                                           floor, _rate(parts, "floor", "no_draft")),
     }
+    levers = {name: _get(parts, "levers", "images_per_s", name)
+              for name in ("baseline", "efficientnet_b0", "xla", "mixed_bfloat16")}
+    result["levers_lite0_vs_b0"] = _entry("levers: artsy Lite0 / keras EfficientNetB0, "
+                                          "same batch and threads", None,
+                                          levers["baseline"], levers["efficientnet_b0"])
+    result["levers_xla_vs_plain"] = _entry("levers: tf.function(jit_compile=True) / plain",
+                                           None, levers["xla"], levers["baseline"])
+    result["levers_mixed_bfloat16_vs_float32"] = _entry("levers: mixed_bfloat16 / float32",
+                                                        None, levers["mixed_bfloat16"],
+                                                        levers["baseline"])
     result["job_overlap_incl_startup"] = _entry(
         "(d) job wall clock incl. start-up / min((c) ray all cpus, cnn actor steady)", None,
         job, slower)

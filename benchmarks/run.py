@@ -4,6 +4,7 @@ Usage (from the repository root, with the project's virtual environment active):
 
     python benchmarks/run.py [--n N] [--data DIR] [--cpus C] [--only a,b,...] [--out FILE]
                              [--batch-size B] [--model BUNDLE] [--gpu] [--memory] [--train]
+                             [--levers-n N]
 
 It prints ONE JSON document on stdout (progress goes to stderr): ``machine`` (platform, CPU model
 and count, load, versions, UTC date, git commit), ``settings``, ``parts`` (each part's
@@ -19,7 +20,14 @@ Parts (default: all six, in this order; ``--only`` picks some):
               tasks over paths (as the job does) with 1 CPU and with all CPUs.
 ``cnn``       the job's CNN in one Ray actor vs bare ``model.predict`` at the same batch size.
 ``job``       (d) ``jobs/classify.py`` as a fresh process, start-up included.
-``peer``      (e) the Ray Data docs pattern as a fresh process (``benchmarks/peer.py``).
+``peer``      (e) the Ray Data docs pattern as a fresh process (``benchmarks/peer.py``):
+              read_images at 224 px, the notebook's features, an EfficientNetB0 actor, Parquet.
+
+Opt-in (``--only levers``; needs no photos):
+
+``levers``    CPU inference levers of artsy's backbone (``benchmarks/cnn_levers.py``): batch
+              size, intra-op threads, fused BN, XLA, bfloat16, and EfficientNetB0 for reference,
+              on ``--levers-n`` images.
 
 Opt-in modes (run alone unless ``--only`` names other parts too):
 
@@ -44,19 +52,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import common, photos  # noqa: E402
+from benchmarks import cnn_levers, common, photos  # noqa: E402
 from benchmarks.ratios import ratios  # noqa: E402
 
 DEFAULT_PARTS = ("floor", "notebook", "features", "cnn", "job", "peer")
-ALL_PARTS = (*DEFAULT_PARTS, "memory", "train")
+ALL_PARTS = (*DEFAULT_PARTS, "levers", "memory", "train")
 
-#: Default photo count: the whole default run takes a few minutes on 2 quiet cores.
-DEFAULT_N = 1000
+#: Default photo count (issue: job vs peer on 1 500 photos); ~10 min on 2 quiet cores.
+DEFAULT_N = 1500
 
 #: Per-part timeout: base seconds + seconds per image (generous; a hang must not last forever).
 TIMEOUTS = {"floor": (60, 0.03), "notebook": (60, 0.1), "features": (180, 0.15),
-            "cnn": (240, 0.2), "job": (180, 0.4), "peer": (120, 0.2),
-            "memory": (600, 0.15), "train": (1800, 0.0)}
+            "cnn": (240, 0.2), "job": (180, 0.4), "peer": (240, 0.5),
+            "levers": (600, 3.0), "memory": (600, 0.15), "train": (1800, 0.0)}
 
 #: Parts whose processes get one BLAS / OpenMP thread each, so "one process" means one core.
 SINGLE_THREADED = ("floor", "notebook", "features")
@@ -90,12 +98,14 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--train", action="store_true", help="training time mode")
     parser.add_argument("--train-data", type=Path,
                         default=common.ROOT.parent / "shared" / "data" / "twitter_i")
+    parser.add_argument("--levers-n", type=int, default=cnn_levers.DEFAULT_N,
+                        help="levers part: images (default %(default)s, a multiple of 128)")
     parser.add_argument("--seed", type=int, default=0, help="photo generator seed")
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/bench"))
     parser.add_argument("--timeout-scale", type=float, default=1.0)
     arguments = parser.parse_args(argv)
-    if arguments.n < 1 or arguments.cpus < 1 or arguments.batch_size < 1:
-        parser.error("--n, --cpus and --batch-size must be >= 1")
+    if min(arguments.n, arguments.cpus, arguments.batch_size, arguments.levers_n) < 1:
+        parser.error("--n, --cpus, --batch-size and --levers-n must be >= 1")
     if arguments.data is not None and not arguments.data.is_dir():
         parser.error(f"--data {arguments.data} is not a folder")
     if arguments.only:
@@ -166,17 +176,19 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"n": arguments.n, "data": str(arguments.data) if arguments.data else None,
                 "cpus": arguments.cpus, "batch_size": arguments.batch_size,
                 "parts": list(arguments.parts), "gpu": arguments.gpu, "seed": arguments.seed,
-                "model": arguments.model,
+                "model": arguments.model, "levers_n": arguments.levers_n,
                 "prepare_s": round(time.perf_counter() - started, 1)}
     document = {"machine": common.machine_info(), "settings": settings, "parts": {}}
     for part in arguments.parts:
         base, per_image = TIMEOUTS[part]
-        count = sum(arguments.memory_sizes) if part == "memory" else arguments.n
+        count = {"memory": sum(arguments.memory_sizes),
+                 "levers": arguments.levers_n}.get(part, arguments.n)
         timeout = (base + per_image * count) * arguments.timeout_scale
         _log(f"part {part} (timeout {timeout:.0f} s)")
         spec = {"part": part, "cpus": arguments.cpus, "batch_size": arguments.batch_size,
                 "scratch": str(scratch), "timeout": timeout, "gpu": arguments.gpu,
-                "train_data": str(arguments.train_data), "model": arguments.model, **sets}
+                "train_data": str(arguments.train_data), "model": arguments.model,
+                "levers_n": arguments.levers_n, **sets}
         result = _run_child(spec, scratch)
         document["parts"][part] = result
         _log(f"part {part}: " + (result.get("skipped") or result.get("error")
