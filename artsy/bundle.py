@@ -26,47 +26,43 @@ import os
 import shutil
 import subprocess
 import tempfile
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from artsy.config import EMOTIONS
+from artsy.ensemble import ENSEMBLE_METHODS, combine_columns, stacking_inputs, validate_ensemble
+from artsy.manifest import (
+    ALLOWED_TYPE_PREFIXES,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    BundleError,
+    check_allowed,
+    check_backbone,
+    dump_skops,
+    load_skops,
+    read_manifest,
+    sha256_file,
+    untrusted_types,
+    verify_file,
+)
+
+__all__ = ["ALLOWED_TYPE_PREFIXES", "ENSEMBLE_METHODS", "FORMAT_VERSION", "MANIFEST_NAME",
+           "Bundle", "BundleError", "combine_columns", "default_bundle_path", "load_bundle",
+           "save_bundle", "sha256_file", "stacking_inputs", "untrusted_types"]
 
 logger = logging.getLogger(__name__)
 
-#: The bundle format this version of artsy writes and reads.
-FORMAT_VERSION = 1
-#: Name of the manifest file at the root of every bundle.
-MANIFEST_NAME = "manifest.json"
 #: File name of the Keras model inside a bundle.
 CNN_FILE = "cnn.keras"
 #: File name of the stacking combiner inside a bundle.
 COMBINER_FILE = "combiner.skops"
 #: File name of the emotion-category head inside a bundle.
 EMOTION_FILE = "emotion.skops"
-#: Ensemble methods :meth:`Bundle.combine` understands.
-ENSEMBLE_METHODS = ("single", "mean", "stacking")
-#: Module prefixes whose types may be trusted when loading ``.skops`` files.
-ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "artsy.")
 #: Permissions of a bundle directory.
 BUNDLE_DIR_MODE = 0o755
-_CHUNK = 1 << 20
-
-
-class BundleError(ValueError):
-    """A model bundle is missing, altered or incompatible; the message is one line."""
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the hex SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_bundle_path() -> Path:
@@ -88,49 +84,6 @@ def _git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() or "unknown"
-
-
-def _untrusted_types(path: Path) -> list[str]:
-    import skops.io
-
-    return sorted(skops.io.get_untrusted_types(file=path))
-
-
-def _check_allowed(types: list[str], where: str) -> None:
-    refused = [name for name in types if not name.startswith(ALLOWED_TYPE_PREFIXES)]
-    if refused:
-        raise BundleError(f"{where} holds types outside {ALLOWED_TYPE_PREFIXES}: {refused[:5]}")
-
-
-def _dump_skops(estimator: Any, path: Path) -> list[str]:
-    """Save ``estimator`` with skops and return the types it needs trusted on load."""
-    import skops.io
-
-    skops.io.dump(estimator, path, compression=zipfile.ZIP_DEFLATED)
-    types = _untrusted_types(path)
-    _check_allowed(types, path.name)
-    return types
-
-
-def _validate_ensemble(ensemble: Mapping[str, Any], available: set[str],
-                       has_combiner: bool) -> None:
-    members = list(ensemble.get("members", []))
-    method = ensemble.get("method")
-    if not members:
-        raise ValueError("manifest['ensemble']['members'] must name at least one model")
-    missing = [name for name in members if name not in available]
-    if missing:
-        raise ValueError(f"ensemble members {missing} are not among the bundle's models "
-                         f"{sorted(available)}")
-    if method not in ENSEMBLE_METHODS:
-        raise ValueError(f"ensemble method must be one of {ENSEMBLE_METHODS}, got {method!r}")
-    if method == "single" and len(members) != 1:
-        raise ValueError(f"ensemble method 'single' takes one member, got {members}")
-    if method == "stacking" and not has_combiner:
-        raise ValueError("ensemble method 'stacking' needs a combiner estimator")
-    weights = ensemble.get("weights")
-    if weights is not None and sorted(weights) != sorted(members):
-        raise ValueError(f"ensemble weights must name exactly the members {members}")
 
 
 def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model: Any = None,
@@ -186,7 +139,7 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
             raise ValueError(f"manifest needs a {key!r} entry")
     available = (set(classical) | set(embedding)
                  | ({"cnn"} if cnn_model is not None else set()))
-    _validate_ensemble(manifest["ensemble"], available, combiner is not None)
+    validate_ensemble(manifest["ensemble"], available, combiner is not None)
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
         raise ValueError(f"{out_dir} exists and is not a model bundle; "
                          f"choose an empty or new folder")
@@ -208,19 +161,19 @@ def save_bundle(out_dir: str | Path, *, classical: Mapping[str, Any], cnn_model:
             for name, estimator in sorted(estimators.items()):
                 relative = f"models/{name}.skops"
                 models[name] = {"kind": kind, "file": relative,
-                                "trusted": _dump_skops(estimator, staging / relative)}
+                                "trusted": dump_skops(estimator, staging / relative)}
         if cnn_model is not None:
             cnn_model.save(staging / CNN_FILE)
             models["cnn"] = {"kind": "cnn", "file": CNN_FILE}
         full["models"] = models
         if combiner is not None:
-            trusted = _dump_skops(combiner, staging / COMBINER_FILE)
+            trusted = dump_skops(combiner, staging / COMBINER_FILE)
             full["ensemble"]["combiner"] = {"file": COMBINER_FILE, "trusted": trusted}
         if emotion_head is not None:
             if not embedding or "emotion" not in full:
                 raise ValueError("an emotion head needs embedding models and manifest['emotion']")
             full["emotion"].update(file=EMOTION_FILE,
-                                   trusted=_dump_skops(emotion_head, staging / EMOTION_FILE))
+                                   trusted=dump_skops(emotion_head, staging / EMOTION_FILE))
         if report_dir is not None:
             _copy_tree(Path(report_dir), staging / "report")
         full["files"] = {
@@ -280,7 +233,7 @@ class Bundle:
 
     def _models(self, kind: str) -> dict[str, Any]:
         if kind not in self._loaded:
-            self._loaded[kind] = {name: _load_skops(self.path, entry, self.manifest["files"])
+            self._loaded[kind] = {name: load_skops(self.path, entry, self.manifest["files"])
                                   for name, entry in self._entries(kind).items()}
         return self._loaded[kind]
 
@@ -340,7 +293,7 @@ class Bundle:
 
         entry = self.manifest["emotion"]
         if self._emotion_head is None:
-            self._emotion_head = _load_skops(self.path, entry, self.manifest["files"])
+            self._emotion_head = load_skops(self.path, entry, self.manifest["files"])
         return category_probabilities(self._emotion_head, embeddings, p_positive,
                                       valence_weight=float(entry["valence_weight"]))
 
@@ -353,7 +306,7 @@ class Bundle:
         """The stacking combiner (``None`` for other ensemble methods), loaded on first access."""
         entry = self.manifest["ensemble"].get("combiner")
         if entry and self._combiner is None:
-            self._combiner = _load_skops(self.path, entry, self.manifest["files"])
+            self._combiner = load_skops(self.path, entry, self.manifest["files"])
         return self._combiner
 
     @property
@@ -412,7 +365,7 @@ class Bundle:
         if "cnn" not in self.manifest["models"]:
             raise BundleError(f"bundle {self.path} has no CNN")
         path = self.path / CNN_FILE
-        _verify_file(self.path, CNN_FILE, self.manifest["files"].get(CNN_FILE))
+        verify_file(self.path, CNN_FILE, self.manifest["files"].get(CNN_FILE))
         try:
             import artsy.cnn  # noqa: F401  registers artsy's serializable layers, if any
         except ImportError:
@@ -458,104 +411,6 @@ def _positive(models: Mapping[str, Any], inputs: np.ndarray,
             for name, model in models.items()}
 
 
-def combine_columns(ensemble: Mapping[str, Any], columns: np.ndarray,
-                    combiner: Any = None) -> np.ndarray:
-    """Apply an ensemble spec to ``(n, n_members)`` positive-class probabilities."""
-    columns = np.asarray(columns, dtype=np.float64)
-    method = ensemble["method"]
-    if method == "single":
-        return columns[:, 0].astype(np.float32)
-    if method == "mean":
-        weights = ensemble.get("weights")
-        weight_vector = (np.ones(columns.shape[1]) if weights is None
-                         else np.array([weights[name] for name in ensemble["members"]], float))
-        return (columns @ weight_vector / weight_vector.sum()).astype(np.float32)
-    if method == "stacking":
-        inputs = stacking_inputs(columns, ensemble.get("transform", "identity"))
-        return combiner.predict_proba(inputs)[:, 1].astype(np.float32)
-    raise BundleError(f"unknown ensemble method {method!r}")
-
-
-def stacking_inputs(columns: np.ndarray, transform: str) -> np.ndarray:
-    """Return the combiner's inputs: probabilities as they are or as clipped log-odds."""
-    if transform == "identity":
-        return columns
-    if transform == "logit":
-        clipped = np.clip(columns, 1e-4, 1 - 1e-4)
-        return np.log(clipped / (1 - clipped))
-    raise BundleError(f"unknown stacking transform {transform!r}")
-
-
-def _safe_relative(name: str) -> bool:
-    pure = PurePosixPath(name)
-    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and "\\" not in name
-
-
-def _verify_file(root: Path, name: str, expected: str | None) -> None:
-    if expected is None:
-        raise BundleError(f"bundle {root}: {name} is not listed in manifest.json")
-    path = root / name
-    if not path.is_file():
-        raise BundleError(f"bundle {root}: missing file {name}")
-    if sha256_file(path) != expected:
-        raise BundleError(f"bundle {root}: checksum mismatch for {name} (file altered or corrupt)")
-
-
-def _read_manifest(root: Path) -> dict[str, Any]:
-    manifest_path = root / MANIFEST_NAME
-    if not root.is_dir():
-        raise BundleError(f"model bundle not found: {root} is not a directory")
-    if not manifest_path.is_file():
-        raise BundleError(f"not a bundle: no {MANIFEST_NAME} in {root}")
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: {error}") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: not a JSON object")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise BundleError(f"unsupported bundle format version {version} in {root} "
-                          f"(this artsy reads {FORMAT_VERSION}); retrain with jobs/train.py")
-    for key in ("files", "models", "ensemble", "feature_set", "class_names"):
-        if key not in manifest:
-            raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: no {key!r} entry")
-    unsafe = [name for name in manifest["files"] if not _safe_relative(name)]
-    if unsafe:
-        raise BundleError(f"corrupt {MANIFEST_NAME} in {root}: unsafe file path {unsafe[0]!r}")
-    return manifest
-
-
-def _load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -> Any:
-    import skops.io
-
-    name = entry["file"]
-    trusted = list(entry.get("trusted", []))
-    _check_allowed(trusted, f"bundle {root}: {name}")
-    _verify_file(root, name, files.get(name))
-    unexpected = sorted(set(_untrusted_types(root / name)) - set(trusted))
-    if unexpected:
-        raise BundleError(f"bundle {root}: {name} holds types not recorded at save time: "
-                          f"{unexpected[:5]}")
-    return skops.io.load(root / name, trusted=trusted)
-
-
-def _check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
-    """The bundle's backbone must be the one this artsy ships (same name and weight hash)."""
-    from artsy.backbone import BackboneError, backbone_manifest
-
-    if not record or not {"name", "sha256", "image_size"} <= set(record):
-        raise BundleError(f"bundle {root}: embedding models without a backbone record")
-    try:
-        shipped = backbone_manifest(record["name"])
-    except BackboneError as error:
-        raise BundleError(f"bundle {root}: {error}") from None
-    if shipped.get("sha256") != record["sha256"]:
-        raise BundleError(f"bundle {root}: trained on backbone {record['name']} with weights "
-                          f"{record['sha256'][:12]}, but this artsy ships "
-                          f"{str(shipped.get('sha256'))[:12]}; retrain with jobs/train.py")
-
-
 def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle:
     """Load and verify a model bundle.
 
@@ -586,16 +441,16 @@ def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle
                               f"or train one with jobs/train.py")
     else:
         root = Path(path)
-    manifest = _read_manifest(root)
+    manifest = read_manifest(root)
     for name, digest in sorted(manifest["files"].items()):
-        _verify_file(root, name, digest)
+        verify_file(root, name, digest)
     combiner_entry = manifest["ensemble"].get("combiner")
     extra = [entry for entry in (combiner_entry, manifest.get("emotion"))
              if entry and "file" in entry]
     for entry in [*manifest["models"].values(), *extra]:
         if entry["file"] not in manifest["files"]:
             raise BundleError(f"bundle {root}: {entry['file']} is not listed in manifest.json")
-        _check_allowed(list(entry.get("trusted", [])), f"bundle {root}: {entry['file']}")
+        check_allowed(list(entry.get("trusted", [])), f"bundle {root}: {entry['file']}")
     bundle = Bundle(root, manifest)
     missing = [name for name in bundle.members if name not in manifest["models"]]
     if missing:
@@ -603,7 +458,7 @@ def load_bundle(path: str | Path | None = None, *, lazy: bool = False) -> Bundle
     if manifest["ensemble"].get("method") == "stacking" and not combiner_entry:
         raise BundleError(f"bundle {root}: stacking ensemble without a combiner file")
     if bundle.embedding_names:
-        _check_backbone(root, manifest.get("backbone"))
+        check_backbone(root, manifest.get("backbone"))
     if not lazy:
         _ = bundle.classical, bundle.embedding_models, bundle.combiner
     logger.info("loaded bundle %s (version %s)", root, bundle.version)
