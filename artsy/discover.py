@@ -110,10 +110,10 @@ def check_inputs(inputs: list[str] | tuple[str, ...]) -> None:
         raise ValueError("no input given; pass at least one --input PATH")
     for source in inputs:
         if is_uri(source):
-            filesystem, path = _from_uri(source)
             import pyarrow.fs
 
-            if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+            filesystem, path = _from_uri(source)
+            if _file_info(filesystem, path, source).type == pyarrow.fs.FileType.NotFound:
                 raise ValueError(f"input not found: {source}; check the URI and credentials")
         elif not os.path.exists(source):
             raise ValueError(f"input not found: {source}; pass an existing file or folder")
@@ -168,11 +168,22 @@ def _from_uri(uri: str):
         raise ValueError(f"cannot open {uri}: {error}") from None
 
 
+def _file_info(filesystem, path, source: str):
+    """``filesystem.get_file_info(path)``; a failure (credentials, network) is a ValueError."""
+    import pyarrow
+
+    try:
+        return filesystem.get_file_info(path)
+    except (pyarrow.ArrowException, OSError) as error:
+        raise ValueError(f"cannot read input {source}: {' '.join(str(error).split())}; check "
+                         "the URI, the credentials and the endpoint (AWS_ENDPOINT_URL)") from None
+
+
 def _discover_uri(source: str) -> list[DiscoveredFile]:
     import pyarrow.fs
 
     filesystem, base = _from_uri(source)
-    info = filesystem.get_file_info(base)
+    info = _file_info(filesystem, base, source)
     if info.type == pyarrow.fs.FileType.NotFound:
         raise ValueError(f"input not found: {source}; check the URI and credentials")
     prefix = source[: source.index("://") + 3]
@@ -180,7 +191,7 @@ def _discover_uri(source: str) -> list[DiscoveredFile]:
         return [DiscoveredFile(source, source.encode())]
     selector = pyarrow.fs.FileSelector(base, recursive=True)
     found = []
-    for item in filesystem.get_file_info(selector):
+    for item in _file_info(filesystem, selector, source):
         relative = item.path[len(base):].strip("/").split("/")
         if item.type != pyarrow.fs.FileType.File or any(map(_is_skipped_name, relative)):
             continue

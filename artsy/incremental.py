@@ -100,7 +100,7 @@ def read_prior(location: OutputLocation, model_version: str, run_date: str) -> P
     prior = PriorRows()
     wanted = (pyarrow.dataset.field("status") == "ok") & (
         pyarrow.dataset.field("model_version") == model_version)
-    for name, folder in committed_partitions(location).items():
+    for name, folder in committed_partitions(location, warn=True).items():
         files = parquet_files(location, folder)
         if not files:
             continue

@@ -204,11 +204,11 @@ def _read_local(location: bytes) -> bytes:
 def _read_uri(uri: str) -> bytes:
     import pyarrow.fs
 
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
     try:
+        filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
         with filesystem.open_input_stream(path) as stream:
             return stream.read()
     except FileNotFoundError:
         raise OSError("file not found: deleted after discovery") from None
-    except (OSError, pyarrow.ArrowException) as error:
-        raise OSError(f"unreadable: {error}") from None
+    except (OSError, ValueError, pyarrow.ArrowException) as error:
+        raise OSError(f"unreadable: {' '.join(str(error).split())}") from None

@@ -3,7 +3,7 @@
 Layout::
 
     OUTPUT/run_date=YYYY-MM-DD/<part>.parquet    committed rows (hive partition)
-    OUTPUT/run_date=YYYY-MM-DD/_SUCCESS          written before the commit rename
+    OUTPUT/run_date=YYYY-MM-DD/_SUCCESS          the partition is committed (see below)
     OUTPUT/run_date=YYYY-MM-DD/_SUMMARY.json     the run's summary
     .OUTPUT.artsy-staging/<run_date>-<run_id>/   a run in progress (sibling of OUTPUT, hidden)
 
@@ -11,11 +11,18 @@ Staging lives *next to* ``OUTPUT``, not inside it: duckdb's ``OUTPUT/**/*.parque
 polars' ``scan_parquet`` descend into hidden and ``_``-prefixed folders, so any in-progress Parquet
 file under ``OUTPUT`` would show up in their reads (pyarrow alone skips ``.``/``_`` names).
 
-Commit: the finished partition (with ``_SUCCESS`` and ``_SUMMARY.json``) is moved into
-``OUTPUT`` by rename. An existing partition of the same date is first renamed away into the
-staging area, then deleted: readers see the old partition or the new one, never a mixture (between
-the two renames, which are microseconds apart, the date is briefly absent). On object stores
-(``s3://``, ``gs://``) renames are copies, so readers should look for ``_SUCCESS``.
+Commit on a local (or HDFS) file system: the finished partition (with ``_SUCCESS`` and
+``_SUMMARY.json``) is moved into ``OUTPUT`` by rename. An existing partition of the same date is
+first renamed away into the staging area, then deleted: readers see the old partition or the new
+one, never a mixture (between the two renames, which are microseconds apart, the date is briefly
+absent).
+
+Commit on an object store (``s3://``, ``gs://``: no rename, no atomic folder move): the old
+partition's ``_SUCCESS`` is deleted *first*, then its other objects; each staged object is copied
+to its final key, data files first, then ``_SUMMARY.json`` / ``_REPORT.html``, and ``_SUCCESS`` is
+written *last*. A partition is committed exactly when its ``_SUCCESS`` exists: readers must read
+only those partitions, and so does artsy (:func:`committed_partitions` ignores a partition without
+one, e.g. one left half-copied by a killed commit; the next run of that date rewrites it).
 
 The incremental index is the table itself: :mod:`artsy.incremental` reads the committed partitions.
 """
@@ -67,6 +74,17 @@ class OutputLocation:
         """Return the committed folder of one run date."""
         return f"{self.root}/{partition_name(run_date)}"
 
+    def partition_display(self, run_date: str) -> str:
+        """Return the committed folder of one run date as a URI when ``OUTPUT`` is one."""
+        return self.display_path(self.partition(run_date))
+
+    def display_path(self, path: str) -> str:
+        """Return ``path`` (on ``filesystem``) as a URI when ``OUTPUT`` is one (``s3://b/k``)."""
+        from artsy.discover import is_uri
+
+        scheme = self.display[:self.display.index("://") + 3] if is_uri(self.display) else ""
+        return f"{scheme}{path}"
+
 
 def partition_name(run_date: str) -> str:
     """Return ``run_date=YYYY-MM-DD``."""
@@ -117,10 +135,12 @@ def check_writable(location: OutputLocation) -> None:
                 stream.write(b"probe")
             location.filesystem.delete_file(probe)
         except (OSError, pa.ArrowException) as error:
-            raise ValueError(f"output not writable: {folder}: {_one_line(error)}; choose a "
+            raise ValueError(f"output not writable: {location.display_path(folder)}: "
+                             f"{_one_line(error)}; choose a "
                              "folder you can write (its parent must be writable too)") from None
         if location.filesystem.get_file_info(folder).type != pyarrow.fs.FileType.Directory:
-            raise ValueError(f"output not writable: {folder} is not a folder")
+            raise ValueError(f"output not writable: {location.display_path(folder)} is not a "
+                             "folder")
 
 
 def _one_line(error: BaseException) -> str:
@@ -143,13 +163,39 @@ def discard_staging(location: OutputLocation, staging_partition: str) -> None:
         pass
 
 
-def committed_partitions(location: OutputLocation) -> dict[str, str]:
-    """Return the committed partition folders by name (``run_date=...``)."""
+def renames_atomically(filesystem: pyarrow.fs.FileSystem) -> bool:
+    """Return whether moving a folder on ``filesystem`` is one atomic rename (local, HDFS).
+
+    Object stores (S3, GCS, ...) have no rename: a move there is a copy of every object.
+    """
+    return filesystem.type_name in ("local", "hdfs")
+
+
+def committed_partitions(location: OutputLocation, *, warn: bool = False) -> dict[str, str]:
+    """Return the committed partition folders by name (``run_date=...``).
+
+    On an object store a partition counts only when its ``_SUCCESS`` exists: one without it is
+    being written, or was left half-copied by a killed commit (``warn`` logs a warning for each).
+    On a local file system every partition folder is committed (the commit is a rename).
+    """
     selector = pyarrow.fs.FileSelector(location.root, allow_not_found=True)
-    return {info.base_name: info.path
-            for info in location.filesystem.get_file_info(selector)
-            if info.type == pyarrow.fs.FileType.Directory
-            and info.base_name.startswith(f"{PARTITION_KEY}=")}
+    found = {info.base_name: info.path
+             for info in location.filesystem.get_file_info(selector)
+             if info.type == pyarrow.fs.FileType.Directory
+             and info.base_name.startswith(f"{PARTITION_KEY}=")}
+    if not found or renames_atomically(location.filesystem):
+        return found
+    names = sorted(found)
+    markers = location.filesystem.get_file_info([f"{found[name]}/{SUCCESS_NAME}"
+                                                 for name in names])
+    committed = {}
+    for name, marker in zip(names, markers, strict=True):
+        if marker.type == pyarrow.fs.FileType.File:
+            committed[name] = found[name]
+        elif warn:
+            logger.warning("ignoring %s: no %s, its commit did not finish; the next run of %s "
+                           "rewrites it", found[name], SUCCESS_NAME, name)
+    return committed
 
 
 def parquet_files(location: OutputLocation, folder: str) -> list[str]:
@@ -217,6 +263,9 @@ def commit(location: OutputLocation, staging_partition: str, run_date: str,
            summary: Mapping[str, object]) -> str:
     """Mark a staged partition done and move it into place, replacing that date's partition.
 
+    By rename on a local file system; by copy, ``_SUCCESS`` last, on an object store (see the
+    module docstring).
+
     Returns
     -------
     str
@@ -225,9 +274,20 @@ def commit(location: OutputLocation, staging_partition: str, run_date: str,
     filesystem = location.filesystem
     with filesystem.open_output_stream(f"{staging_partition}/{SUMMARY_NAME}") as stream:
         stream.write((json.dumps(summary, indent=1, sort_keys=True) + "\n").encode())
+    target = location.partition(run_date)
+    if renames_atomically(filesystem):
+        _commit_by_rename(filesystem, staging_partition, target)
+    else:
+        _commit_by_copy(filesystem, staging_partition, target)
+    logger.info("committed %s", target)
+    remove_stale_staging(location, run_date)
+    return target
+
+
+def _commit_by_rename(filesystem: pyarrow.fs.FileSystem, staging_partition: str,
+                      target: str) -> None:
     with filesystem.open_output_stream(f"{staging_partition}/{SUCCESS_NAME}") as stream:
         stream.write(b"")
-    target = location.partition(run_date)
     run_folder = staging_partition.rpartition("/")[0]
     replaced = f"{run_folder}/replaced"
     had_partition = filesystem.get_file_info(target).type != pyarrow.fs.FileType.NotFound
@@ -239,9 +299,30 @@ def commit(location: OutputLocation, staging_partition: str, run_date: str,
         if had_partition:  # put the previous partition back before reporting the failure
             filesystem.move(replaced, target)
         raise
-    logger.info("committed %s", target)
-    remove_stale_staging(location, run_date)
-    return target
+
+
+def _commit_by_copy(filesystem: pyarrow.fs.FileSystem, staging_partition: str,
+                    target: str) -> None:
+    """Copy the staged objects to ``target``: un-commit the old partition first, commit last.
+
+    A commit killed half-way leaves ``target`` without ``_SUCCESS`` (not committed) and the staged
+    run in place; the next run of the date rewrites ``target`` and removes that staging.
+    """
+    selector = pyarrow.fs.FileSelector(staging_partition, recursive=True)
+    staged = [info for info in filesystem.get_file_info(selector)
+              if info.type == pyarrow.fs.FileType.File and info.base_name != SUCCESS_NAME]
+    # data files first, then the _-prefixed markers (_SUMMARY.json, _REPORT.html)
+    staged.sort(key=lambda info: (info.base_name.startswith(("_", ".")), info.path))
+    marker = f"{target}/{SUCCESS_NAME}"
+    if filesystem.get_file_info(marker).type != pyarrow.fs.FileType.NotFound:
+        filesystem.delete_file(marker)  # from here on the old partition is not committed
+    if filesystem.get_file_info(target).type == pyarrow.fs.FileType.Directory:
+        filesystem.delete_dir_contents(target, missing_dir_ok=True)
+    for info in staged:
+        relative = info.path[len(staging_partition):].lstrip("/")
+        filesystem.copy_file(info.path, f"{target}/{relative}")
+    with filesystem.open_output_stream(marker) as stream:
+        stream.write(b"")
 
 
 def remove_stale_staging(location: OutputLocation, run_date: str) -> None:

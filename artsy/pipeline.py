@@ -225,6 +225,8 @@ def cnn_threads(actor_cpus: float) -> int:
     An actor that reserves no CPU (small CPU-only clusters) gets one thread, not every core:
     measured on 2 cores, two threads made the isolated actor faster but the whole job slower
     (more CPU spent, 24.7 s against 23.3 s for 1 000 photos), competing with the decode tasks.
+    With the EfficientNet-Lite0 backbone the two are even (1 500 photos: 47.9 s with one thread,
+    47.5 s with two; the isolated actor 71 against 96 images/s), so one thread stays.
     """
     return max(1, math.ceil(actor_cpus))
 
@@ -405,7 +407,7 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
     seconds = prepared.seconds + time.perf_counter() - started
     summary = RunSummary(
         run_id=run_id, run_date=plan.run_date, output=location.display,
-        partition=location.partition(plan.run_date), model_version=plan.model_version,
+        partition=location.partition_display(plan.run_date), model_version=plan.model_version,
         feature_set=plan.feature_set, images_seen=prepared.images_seen, processed=counts["new"],
         skipped=prepared.images_seen - counts["new"], carried_forward=counts["carried_forward"],
         labelled=dict(sorted(counts["labels"].items())),

