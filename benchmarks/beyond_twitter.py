@@ -4,8 +4,8 @@ No labels exist for these pictures, so this is a sanity check, not an accuracy f
 ``p_positive`` per picture (``examples/images`` and scikit-image's bundled samples) and, for each
 edit, the share of pictures whose label is unchanged and the mean ``|Δp_positive|``. Edits: a
 horizontal flip, a JPEG re-encode at quality 70, and a 2x downscale (Lanczos). The ensemble runs as
-the batch job runs it (``decode_image`` → ``extract_features`` → classical models → combiner), in
-this process, without Ray.
+the batch job runs it (``decode_image`` → ``extract_features`` → classical models, and the centre
+crop → backbone embedding → its heads → combiner), in this process, without Ray.
 
 Usage::
 
@@ -77,10 +77,23 @@ def pictures() -> dict[str, Image.Image]:
     return found
 
 
+_BACKBONES: dict[str, object] = {}
+
+
 def p_positive(bundle: Bundle, encoded: list[bytes]) -> np.ndarray:
     """Ensemble positive-class probability of encoded images, as the batch job computes it."""
-    images = np.stack([decode_image(data, size=bundle.image_size).pixels for data in encoded])
-    return bundle.combine(bundle.predict_classical(extract_features(images, bundle.feature_set)))
+    decoded = [decode_image(data, size=bundle.image_size, crop=bundle.crop_size)
+               for data in encoded]
+    images = np.stack([image.pixels for image in decoded])
+    probs = bundle.predict_classical(extract_features(images, bundle.feature_set))
+    if bundle.backbone is not None:
+        from artsy.backbone import embed
+
+        model = _BACKBONES.get(str(bundle.path)) or _BACKBONES.setdefault(
+            str(bundle.path), bundle.load_backbone())
+        crops = np.stack([image.crop for image in decoded])
+        probs.update(bundle.predict_embedding(embed(crops, model=model)))
+    return bundle.combine(probs)
 
 
 def main() -> None:
