@@ -201,16 +201,18 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
     Returns
     -------
     dict of ndarray or pyarrow.Table
-        The batch with ``pixels`` and the classical columns, for :class:`CnnPredictor`; or the
+        The batch with the classical columns and what :class:`CnnPredictor` reads (``pixels``
+        for a from-scratch CNN, ``crops`` for the backbone; the other is not shipped); or the
         output table.
     """
     bundle = cached_bundle(bundle_path)
     batch = decode_and_featurize(batch, image_size=image_size, feature_set=feature_set,
                                  n_features=n_features, crop_size=bundle.crop_size)
     batch = add_classical(bundle, batch, combine=not bundle.actor_member)
+    if output is not None or not bundle.has_cnn:
+        batch.pop("pixels")  # only a from-scratch CNN reads the squares after this task
     if output is None:
         return batch
-    batch.pop("pixels")
     batch.pop("crops", None)
     return to_output_table(batch, **output)
 
@@ -257,7 +259,7 @@ class CnnPredictor:
         from artsy.inference import predict_batched
 
         mask = _ok_rows(batch)
-        pixels, crops = batch.pop("pixels"), batch.pop("crops", None)
+        pixels, crops = batch.pop("pixels", None), batch.pop("crops", None)
         if self.backbone is not None:
             for name in self.bundle.embedding_names:
                 batch[model_column(name)] = np.full(len(mask), np.nan, dtype=np.float64)

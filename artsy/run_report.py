@@ -81,7 +81,8 @@ def scan(files: list[str], filesystem: Any) -> dict[str, Any]:
     columns = ["path", "status", "error", "label", "p_positive", *models,
                *(["emotion", *(f"p_{name}" for name in categories)] if categories else [])]
     sheets = {"most positive": _Top(SHEET_SIZE), "most negative": _Top(SHEET_SIZE),
-              "least certain": _Top(SHEET_SIZE), "failed": _Top(SHEET_SIZE)}
+              "least certain": _Top(SHEET_SIZE)}
+    failed: list[dict[str, Any]] = []  # the first SHEET_SIZE failures
     by_category = {name: _Top(CATEGORY_SHEET_SIZE) for name in categories}
     histogram = np.zeros(HISTOGRAM_BINS, dtype=int)
     agree = {name: [0, 0] for name in models}
@@ -93,7 +94,8 @@ def scan(files: list[str], filesystem: Any) -> dict[str, Any]:
             if row["status"] != "ok":
                 reason = (row["error"] or "unknown").split(":", 1)[0]
                 errors[reason] = errors.get(reason, 0) + 1
-                sheets["failed"].push(-len(errors), row)
+                if len(failed) < SHEET_SIZE:
+                    failed.append(row)
                 continue
             p = row["p_positive"]
             labels[row["label"]] = labels.get(row["label"], 0) + 1
@@ -112,7 +114,7 @@ def scan(files: list[str], filesystem: Any) -> dict[str, Any]:
     return {"labels": labels, "emotions": emotions, "errors": errors, "histogram": histogram,
             "agreement": {name[len("p_positive_"):]: done / total
                           for name, (done, total) in agree.items() if total},
-            "sheets": {name: top.rows() for name, top in sheets.items()},
+            "sheets": {**{name: top.rows() for name, top in sheets.items()}, "failed": failed},
             "categories": {name: top.rows() for name, top in by_category.items()}}
 
 
