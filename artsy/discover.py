@@ -12,6 +12,10 @@ Rules (the same for every input):
 - a folder whose name looks like an image (``holiday.jpg/``) is walked, never opened;
 - a file named explicitly as an input is listed whatever its name;
 - the result is sorted, so runs over the same tree see the same order.
+
+Each file comes with the size and modification time its listing gave (``os.scandir`` stats, an
+object store's LIST response), never its bytes: an unchanged rerun decides from these alone
+(:mod:`artsy.incremental`).
 """
 
 from __future__ import annotations
@@ -45,10 +49,17 @@ class DiscoveredFile:
         Path or URI written to the table (always valid UTF-8).
     location : bytes
         Where to read it: a local path as OS bytes (``os.fsencode``) or a UTF-8 URI.
+    size : int or None
+        Bytes, as listed (``None`` when the listing could not stat it, e.g. a dangling link).
+    mtime_ns : int or None
+        Modification time in nanoseconds since the epoch, as listed (object stores: the
+        object's ``Last-Modified``, whole seconds).
     """
 
     path: str
     location: bytes
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 def is_uri(path: str) -> bool:
@@ -126,7 +137,7 @@ def _discover_local(source: str) -> list[DiscoveredFile]:
     if not os.path.isdir(root):
         if not os.path.exists(root):
             raise ValueError(f"input not found: {source} is a dangling link")
-        return [DiscoveredFile(display_path(root), os.fsencode(root))]
+        return [_local_file(display_path(root), os.fsencode(root))]
     found: list[DiscoveredFile] = []
     pending = [os.fsencode(root)]
     while pending:
@@ -146,10 +157,19 @@ def _discover_local(source: str) -> list[DiscoveredFile]:
                 if _is_dir_link(entry.path):
                     logger.debug("not following folder link %s", display_path(entry.path))
                 elif is_image_name(name):
-                    found.append(DiscoveredFile(display_path(entry.path), entry.path))
+                    found.append(_local_file(display_path(entry.path), entry.path))
             elif entry.is_file(follow_symlinks=False) and is_image_name(name):
-                found.append(DiscoveredFile(display_path(entry.path), entry.path))
+                found.append(_local_file(display_path(entry.path), entry.path, entry))
     return found
+
+
+def _local_file(path: str, location: bytes, entry: os.DirEntry | None = None) -> DiscoveredFile:
+    """A local file with its size and mtime (a link's target's; ``None`` when it has none)."""
+    try:
+        info = entry.stat() if entry is not None else os.stat(location)
+    except OSError:
+        return DiscoveredFile(path, location)
+    return DiscoveredFile(path, location, info.st_size, info.st_mtime_ns)
 
 
 def _is_dir_link(path: bytes) -> bool:
@@ -188,7 +208,7 @@ def _discover_uri(source: str) -> list[DiscoveredFile]:
         raise ValueError(f"input not found: {source}; check the URI and credentials")
     prefix = source[: source.index("://") + 3]
     if info.type == pyarrow.fs.FileType.File:
-        return [DiscoveredFile(source, source.encode())]
+        return [_listed_file(source, info)]
     selector = pyarrow.fs.FileSelector(base, recursive=True)
     found = []
     for item in _file_info(filesystem, selector, source):
@@ -196,9 +216,13 @@ def _discover_uri(source: str) -> list[DiscoveredFile]:
         if item.type != pyarrow.fs.FileType.File or any(map(_is_skipped_name, relative)):
             continue
         if is_image_name(relative[-1]):
-            uri = _join_uri(prefix, item.path, filesystem)
-            found.append(DiscoveredFile(uri, uri.encode()))
+            found.append(_listed_file(_join_uri(prefix, item.path, filesystem), item))
     return found
+
+
+def _listed_file(uri: str, info) -> DiscoveredFile:
+    """A file of a :mod:`pyarrow.fs` listing, with the size and mtime the listing carried."""
+    return DiscoveredFile(uri, uri.encode(), info.size, info.mtime_ns)
 
 
 def _join_uri(prefix: str, path: str, filesystem) -> str:

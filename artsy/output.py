@@ -212,23 +212,28 @@ def staged_counts(location: OutputLocation, staging_partition: str,
     """Count the staged rows by status, label, emotion and error reason (streamed, few columns).
 
     ``emotion_valence_agrees`` counts the ``ok`` rows whose emotion category has the valence of
-    their label (a ``fear`` row labelled ``negative``).
+    their label (a ``fear`` row labelled ``negative``); ``nodes`` maps each Ray node id to the
+    new rows it decoded (``rows``) and scored with its CNN actor (``cnn_rows``).
     """
     from artsy.config import POSITIVE_CATEGORIES
 
     counts: dict[str, object] = {"rows": 0, "new": 0, "carried_forward": 0, "ok": 0,
                                  "errors": 0, "labels": {}, "emotions": {},
-                                 "emotion_valence_agrees": 0, "errors_by_reason": {}}
+                                 "emotion_valence_agrees": 0, "errors_by_reason": {},
+                                 "nodes": {}}
     files = parquet_files(location, staging_partition)
     if not files:
         return counts
     dataset = pyarrow.dataset.dataset(files, filesystem=location.filesystem)
     columns = ["run_id", "status", "label", "error"]
-    columns += ["emotion"] if "emotion" in dataset.schema.names else []
+    columns += [name for name in ("emotion", "node_id", "cnn_node_id")
+                if name in dataset.schema.names]
     for batch in dataset.to_batches(columns=columns):
         for row in batch.to_pylist():
             counts["rows"] += 1
             counts["new" if row["run_id"] == run_id else "carried_forward"] += 1
+            if row["run_id"] == run_id:
+                _count_node(counts["nodes"], row)
             if row["status"] == "ok":
                 counts["ok"] += 1
                 _bump(counts["labels"], row["label"])
@@ -240,6 +245,14 @@ def staged_counts(location: OutputLocation, staging_partition: str,
                 counts["errors"] += 1
                 _bump(counts["errors_by_reason"], error_kind(row["error"]))
     return counts
+
+
+def _count_node(nodes: dict, row: dict) -> None:
+    """Count a new row under the node that decoded it and the node whose CNN actor scored it."""
+    for column, key in (("node_id", "rows"), ("cnn_node_id", "cnn_rows")):
+        if row.get(column):
+            node = nodes.setdefault(row[column], {"rows": 0, "cnn_rows": 0})
+            node[key] += 1
 
 
 def _bump(counter: dict, key: object) -> None:

@@ -119,6 +119,9 @@ class RunSummary:
     committed : bool
     cpus, gpus : float
         Resources of the Ray cluster (0 when nothing was new and Ray was not used).
+    nodes : dict of str to dict
+        Per Ray node id: ``address``, its ``cpus`` and ``gpus``, the new rows it decoded
+        (``rows``) and scored in its CNN actor (``cnn_rows``); empty when Ray was not used.
     """
 
     run_id: str
@@ -141,6 +144,7 @@ class RunSummary:
     committed: bool
     cpus: float
     gpus: float
+    nodes: dict[str, dict[str, Any]]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as a JSON-ready dict."""
@@ -250,27 +254,30 @@ def check_cluster(config: JobConfig) -> tuple[int, float, float]:
 
 
 def build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
-                  cluster: dict[str, float]):
+                  cluster: dict[str, float], skip_hashes: set[str] | None = None):
     """Return the lazy Ray dataset of output tables (nothing runs until it is written).
 
-    ``cluster`` is ``ray.cluster_resources()`` of the connected cluster, read once per run.
+    ``cluster`` is ``ray.cluster_resources()`` of the connected cluster, read once per run;
+    files whose content hash is in ``skip_hashes`` get no row (the tasks hash, then drop them).
     """
     with warnings.catch_warnings():
         # Ray 2.60 deprecates passing max_retries / max_restarts / max_task_retries as extra
         # keywords but offers no other way to make them finite (its defaults retry forever, so
         # a file that crashes its worker would hang the run); revisit before Ray 2.64.
         warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-        return _build_dataset(config, plan, files, run_id, cluster)
+        return _build_dataset(config, plan, files, run_id, cluster, skip_hashes)
 
 
 def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
-                   cluster: dict[str, float]):
+                   cluster: dict[str, float], skip_hashes: set[str] | None):
     import ray
 
-    from artsy import predict
+    from artsy import incremental, predict
 
     batch_size = config.artsy.batch_size
-    items = [{"path": item.path, "location": item.location} for item in files]
+    items = [{"path": item.path, "location": item.location,
+              "mtime_ns": -1 if item.mtime_ns is None else item.mtime_ns} for item in files]
+    skip = [ray.put(incremental.HashSet(skip_hashes))] if skip_hashes else None
     # One block per batch (at most batch_size rows) and one block per CPU task (batch_size=None):
     # many small tasks stream and balance better than a few large ones.
     blocks = max(1, min(len(items), math.ceil(len(items) / batch_size)))
@@ -291,7 +298,7 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
         compute=ray.data.TaskPoolStrategy(size=concurrency) if concurrency else None,
         fn_kwargs={"bundle_path": config.model, "image_size": plan.image_size,
                    "feature_set": plan.feature_set, "n_features": plan.n_features,
-                   "output": None if plan.cnn else finish})
+                   "output": None if plan.cnn else finish, "skip": skip})
     if not plan.cnn:
         return dataset
     actors, gpus_per_actor, actor_cpus = _cnn_resources(config, cluster)
@@ -371,7 +378,8 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
     ValueError
         If the job is invalid or asks for more GPUs than the cluster has (nothing was done).
     RunFailed
-        If the run was not committed (error rate over ``config.max_error_rate``).
+        If the run was not committed: error rate over ``config.max_error_rate``, or Ray could
+        not finish it (a lost node that took the CNN actor or a task past its retries).
     """
     from artsy import output
     from artsy.schema import output_schema
@@ -396,13 +404,15 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         if work.carried_rows is not None:
             _stage_carried(location, staging, work.carried_rows, schema)
         if work.todo:
-            dataset = build_dataset(config, plan, work.todo, run_id, cluster)
+            dataset = build_dataset(config, plan, work.todo, run_id, cluster, work.skip_hashes)
             dataset.write_parquet(staging, filesystem=location.filesystem,
                                   max_rows_per_file=ROWS_PER_FILE)
         output.ensure_file(location, staging, schema)
         counts = output.staged_counts(location, staging, run_id)
-    except BaseException:
+    except BaseException as error:
         output.discard_staging(location, staging)
+        if _is_ray_error(error):  # a lost node, an actor that could not come back
+            raise RunFailed(f"not committed: {_ray_failure(error)}") from error
         raise
     seconds = prepared.seconds + time.perf_counter() - started
     summary = RunSummary(
@@ -419,7 +429,8 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
         errors_by_reason=dict(sorted(counts["errors_by_reason"].items())),
         seconds=round(seconds, 3),
         images_per_second=round(counts["new"] / seconds, 2) if seconds > 0 else 0.0,
-        committed=True, cpus=cluster.get("CPU", 0.0), gpus=cluster.get("GPU", 0.0))
+        committed=True, cpus=cluster.get("CPU", 0.0), gpus=cluster.get("GPU", 0.0),
+        nodes=_describe_nodes(counts["nodes"]) if prepared.needs_ray else {})
     error_rate = counts["errors"] / counts["new"] if counts["new"] else 0.0
     if error_rate > config.max_error_rate:
         output.discard_staging(location, staging)
@@ -429,6 +440,39 @@ def run_job(config: JobConfig, plan: JobPlan | None = None,
     _write_report(location, staging, summary.to_dict())
     output.commit(location, staging, plan.run_date, summary.to_dict())
     return summary
+
+
+def _is_ray_error(error: BaseException) -> bool:
+    import sys
+
+    ray_exceptions = sys.modules.get("ray.exceptions")
+    return ray_exceptions is not None and isinstance(error, ray_exceptions.RayError)
+
+
+def _ray_failure(error: BaseException) -> str:
+    """One line for a run that Ray could not finish: what failed and what to do."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[0] if lines else ""
+    if len(reason) > 300:
+        reason = reason[:297] + "..."
+    return (f"Ray could not finish the run ({type(error).__name__}: {reason}); a node was "
+            "probably lost. Nothing of this run was committed; run the job again (files "
+            "already committed are not redone)")
+
+
+def _describe_nodes(rows_by_node: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Add each node's address and resources (from ``ray.nodes()``) to its row counts."""
+    import ray
+
+    nodes = {}
+    for node in ray.nodes():
+        counts = rows_by_node.get(node["NodeID"], {"rows": 0, "cnn_rows": 0})
+        if node["Alive"] or counts["rows"] or counts["cnn_rows"]:
+            nodes[node["NodeID"]] = {
+                "address": node.get("NodeManagerAddress", ""), "alive": node["Alive"],
+                "cpus": node["Resources"].get("CPU", 0.0),
+                "gpus": node["Resources"].get("GPU", 0.0), **counts}
+    return dict(sorted(nodes.items(), key=lambda item: -item[1]["rows"]))
 
 
 def _write_report(location, staging: str, summary: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -38,13 +38,15 @@ Batch = dict[str, np.ndarray]
 
 
 def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
-                         n_features: int | None = None, crop_size: int | None = None) -> Batch:
+                         n_features: int | None = None, crop_size: int | None = None,
+                         skip: Container[str] = ()) -> Batch:
     """Read, hash, decode and featurize a batch of discovered files (a Ray task).
 
     Parameters
     ----------
     batch : dict with ``path`` (str) and ``location`` (bytes) arrays of length n
-        Discovered files (see :class:`artsy.discover.DiscoveredFile`).
+        Discovered files (see :class:`artsy.discover.DiscoveredFile`); an optional ``mtime_ns``
+        array (-1 unknown) is the listed modification time, written as ``file_modified``.
     image_size : int
         Side of the decoded square image.
     feature_set : str
@@ -54,11 +56,15 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         image never imports the feature code (scikit-image, SciPy).
     crop_size : int or None, default=None
         Also keep the backbone's centre crop of this side, from the same decode.
+    skip : container of str, default=()
+        Content hashes already labelled elsewhere in the table: such a file is hashed, not
+        decoded, and gets no row (the batch shrinks).
 
     Returns
     -------
-    dict of ndarray, n rows
-        ``path``, ``content_sha256``, ``file_size`` (-1 if unknown), ``width``, ``height`` (0 on
+    dict of ndarray, at most n rows
+        ``path``, ``content_sha256``, ``file_size`` (-1 if unknown), ``file_modified``
+        (microseconds, -1 if unknown), ``width``, ``height`` (0 on
         error), ``status``, ``error`` ("" when ok), ``pixels`` ``(n, size, size, 3)`` uint8 and
         ``features`` ``(n, d)`` float32 (zeros on error rows); with ``crop_size``, ``crops``
         ``(n, crop, crop, 3)`` uint8.
@@ -66,10 +72,12 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
     from artsy.io import ImageDecodeError, decode_image, read_file
 
     rows = []
-    for path, location in zip(batch["path"], batch["location"], strict=True):
+    listed = batch.get("mtime_ns", np.full(len(batch["path"]), -1, dtype=np.int64))
+    for path, location, mtime_ns in zip(batch["path"], batch["location"], listed, strict=True):
         path = str(path)
         row = {"path": path, "sha": "", "size": -1, "width": 0, "height": 0, "status": "error",
-               "error": "", "pixels": None, "crop": None}
+               "error": "", "pixels": None, "crop": None,
+               "modified": int(mtime_ns) // 1000 if mtime_ns >= 0 else -1}
         try:
             data = read_file(bytes(location))
         except OSError as error:
@@ -77,6 +85,8 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
             rows.append(row)
             continue
         row["sha"] = hashlib.sha256(data).hexdigest()
+        if row["sha"] in skip:
+            continue
         row["size"] = len(data)
         try:
             decoded = decode_image(data, size=image_size, crop=crop_size)
@@ -109,6 +119,7 @@ def decode_and_featurize(batch: Batch, *, image_size: int, feature_set: str,
         "path": np.array([row["path"] for row in rows], dtype=object),
         "content_sha256": np.array([row["sha"] for row in rows], dtype=object),
         "file_size": np.array([row["size"] for row in rows], dtype=np.int64),
+        "file_modified": np.array([row["modified"] for row in rows], dtype=np.int64),
         "width": np.array([row["width"] for row in rows], dtype=np.int32),
         "height": np.array([row["height"] for row in rows], dtype=np.int32),
         "status": np.array([row["status"] for row in rows], dtype=object),
@@ -180,7 +191,8 @@ def add_classical(bundle, batch: Batch, *, combine: bool = False) -> Batch:
 
 def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: int,
                         feature_set: str, n_features: int | None = None,
-                        output: Mapping[str, object] | None = None) -> Batch | pa.Table:
+                        output: Mapping[str, object] | None = None,
+                        skip: list | None = None) -> Batch | pa.Table:
     """The job's CPU task: :func:`decode_and_featurize`, the classical models, the ensemble.
 
     The ensemble ``p_positive`` is added here unless the CNN is one of its members (then the CNN
@@ -197,6 +209,9 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
     output : mapping or None, default=None
         Keyword arguments of :func:`to_output_table`. Given (a bundle without a CNN), the task
         also combines the ensemble and returns the finished table.
+    skip : list or None, default=None
+        ``[ref]``: a Ray object reference to an :class:`artsy.incremental.HashSet` of content
+        already labelled (fetched once per worker process); such files get no row.
 
     Returns
     -------
@@ -207,7 +222,9 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
     """
     bundle = cached_bundle(bundle_path)
     batch = decode_and_featurize(batch, image_size=image_size, feature_set=feature_set,
-                                 n_features=n_features, crop_size=bundle.crop_size)
+                                 n_features=n_features, crop_size=bundle.crop_size,
+                                 skip=_skip_set(skip))
+    batch["node_id"] = np.full(len(batch["path"]), node_id(), dtype=object)
     batch = add_classical(bundle, batch, combine=not bundle.actor_member)
     if output is not None or not bundle.has_cnn:
         batch.pop("pixels")  # only a from-scratch CNN reads the squares after this task
@@ -215,6 +232,29 @@ def featurize_and_score(batch: Batch, *, bundle_path: str | None, image_size: in
         return batch
     batch.pop("crops", None)
     return to_output_table(batch, **output)
+
+
+#: Skip sets fetched in this worker process, by object reference.
+_SKIPS: dict[str, Container[str]] = {}
+
+
+def _skip_set(skip: list | None) -> Container[str]:
+    if not skip:
+        return ()
+    key = skip[0].hex()
+    if key not in _SKIPS:
+        import ray
+
+        _SKIPS.clear()  # one run's set at a time
+        _SKIPS[key] = ray.get(skip[0])
+    return _SKIPS[key]
+
+
+def node_id() -> str:
+    """Return the Ray node id of this process ("" outside a Ray worker or driver)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 class CnnPredictor:
@@ -249,6 +289,7 @@ class CnnPredictor:
         self.batch_size = batch_size
         self.output = output
         configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
+        self.node_id = node_id()
         self.backbone = self.bundle.load_backbone() if self.bundle.backbone else None
         self.model = self.bundle.load_cnn() if self.bundle.has_cnn else None
         if self.backbone is not None:
@@ -284,6 +325,7 @@ class CnnPredictor:
             if mask.any():
                 batch["emotion_probs"][mask] = self.bundle.predict_emotion(
                     embeddings, batch["p_positive"][mask])
+        batch["cnn_node_id"] = np.full(len(mask), self.node_id, dtype=object)
         return batch if self.output is None else to_output_table(batch, **self.output)
 
 
@@ -327,6 +369,8 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
         "content_sha256": _nullable(batch["content_sha256"], batch["content_sha256"] != "",
                                     pa.string()),
         "file_size": _nullable(batch["file_size"], batch["file_size"] >= 0, pa.int64()),
+        "file_modified": _nullable(batch["file_modified"], batch["file_modified"] >= 0,
+                                   pa.int64()).cast(pa.timestamp("us", tz="UTC")),
         "width": _nullable(batch["width"], ok, pa.int32()),
         "height": _nullable(batch["height"], ok, pa.int32()),
         "status": pa.array(list(batch["status"]), pa.string()),
@@ -340,5 +384,8 @@ def to_output_table(batch: Batch, *, run_id: str, models: tuple[str, ...], model
         "model_version": pa.array([model_version] * count, pa.string()),
         "feature_set": pa.array([feature_set] * count, pa.string()),
         "inferred_at": pa.array([now] * count, pa.timestamp("us", tz="UTC")),
+        **{name: _nullable(values, values != "", pa.string())
+           for name in ("node_id", "cnn_node_id")
+           for values in [np.asarray(batch.get(name, np.full(count, "", dtype=object)))]},
     }
     return pa.table([columns[name] for name in schema.names], schema=schema)

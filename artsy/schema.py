@@ -13,6 +13,10 @@ run_id              string                    the run that wrote the row
 path                string                    file path or URI as discovered (see below)
 content_sha256      string                    hex SHA-256 of the file bytes (null if unreadable)
 file_size           int64                     bytes (null if unreadable)
+file_modified       timestamp[us, tz=UTC]     modification time the listing gave when the run
+                                              started (null when it gave none); with ``path``
+                                              and ``file_size`` it lets a rerun trust
+                                              ``content_sha256`` without reading the file
 width, height       int32                     size of the upright original (null on error)
 status              string                    ``ok`` or ``error``
 error               string                    reason, e.g. ``corrupt image data: ...`` (null if ok)
@@ -26,6 +30,9 @@ p_<category>        float64                   one per category, in that order; t
 model_version       string                    bundle version that made the label
 feature_set         string                    feature set of the classical models
 inferred_at         timestamp[us, tz=UTC]     when the row was computed
+node_id             string                    Ray node that read and decoded the file
+cnn_node_id         string                    Ray node whose CNN actor ran the backbone (null
+                                              when the bundle has no actor model)
 ==================  ========================  =====================================================
 
 Paths are Unicode strings. A local file name that is not valid UTF-8 (possible on Linux) is written
@@ -54,6 +61,7 @@ _LEADING = (
     pa.field("path", pa.string(), nullable=False),
     pa.field("content_sha256", pa.string()),
     pa.field("file_size", pa.int64()),
+    pa.field("file_modified", pa.timestamp("us", tz="UTC")),
     pa.field("width", pa.int32()),
     pa.field("height", pa.int32()),
     pa.field("status", pa.string(), nullable=False),
@@ -70,6 +78,8 @@ _TRAILING = (
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("feature_set", pa.string(), nullable=False),
     pa.field("inferred_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("node_id", pa.string()),
+    pa.field("cnn_node_id", pa.string()),
 )
 
 #: Label-table columns shared by every bundle (no per-model probability columns).

@@ -127,8 +127,8 @@ def _init_ray(address: str | None, dashboard: bool, *, verbose: bool, progress: 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = verbose
-    if not verbose:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if not verbose:  # a failed run's reason is the job's own last line; Ray Data's traceback
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)  # stays in Ray's log files
 
 
 def main(argv: list[str] | None = None) -> int:

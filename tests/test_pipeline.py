@@ -15,7 +15,7 @@ import pytest
 from artsy import pipeline
 from artsy.config import ArtsyConfig, JobConfig
 from artsy.schema import output_schema
-from artsy.testing import descendant_pids, write_photos
+from artsy.testing import count_opens, descendant_pids, write_photos
 
 
 def _config(inputs, out: Path, bundle: Path, **kwargs) -> JobConfig:
@@ -85,6 +85,36 @@ def test_rerun_is_incremental_replaces_its_date_and_refuses_too_many_errors(
                                  max_error_rate=0.2))
     assert _table(out).num_rows == 11 + 13
     assert not any((tmp_path / ".labels.artsy-staging").glob("*/run_date=*"))
+
+
+def test_rerun_decides_from_the_listing_and_the_tasks_drop_known_content(
+        ray_session, photos, tmp_path, job_bundle_classical):
+    import ray
+
+    out = tmp_path / "labels"
+    first = pipeline.run_job(_config([photos], out, job_bundle_classical, run_date="2026-03-01"))
+    rows = {Path(row["path"]).name: row for row in _table(out).to_pylist()}
+    some = sorted(name for name in rows if name != "broken.jpg")[0]
+    stat = os.stat(photos / some)
+    assert rows[some]["file_size"] == stat.st_size
+    assert rows[some]["file_modified"].timestamp() == pytest.approx(stat.st_mtime_ns / 1e9,
+                                                                    abs=1e-6)
+    assert {row["node_id"] for row in rows.values()} == {ray.get_runtime_context().get_node_id()}
+    assert all(row["cnn_node_id"] is None for row in rows.values())  # no actor in this bundle
+    # an unchanged night: the driver opens no file under the inputs; only the error is retried
+    config = _config([photos], out, job_bundle_classical, run_date="2026-03-02")
+    plan = pipeline.validate_job(config)
+    with count_opens(photos) as opened:
+        prepared = pipeline.prepare_run(config, plan)
+    assert opened == [] and [Path(item.path).name for item in prepared.work.todo] == ["broken.jpg"]
+    # touched (same bytes, new mtime) and copied files go to the tasks, which hash and drop them
+    os.utime(photos / some, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10_000))
+    (photos / "copy").mkdir()
+    (photos / "copy" / some).write_bytes((photos / some).read_bytes())
+    night = pipeline.run_job(config)
+    assert (night.images_seen, night.processed, night.skipped) == (first.images_seen + 1, 1, 11)
+    assert [row["path"] for row in _table(out).to_pylist()
+            if row["run_date"] == "2026-03-02"] == [str(photos / "broken.jpg")]
 
 
 @pytest.mark.parametrize("change, match", [

@@ -9,9 +9,9 @@ from artsy.schema import OUTPUT_SCHEMA, model_column, output_schema, schema_mode
 
 CATEGORIES = ["p_amusement", "p_awe", "p_contentment", "p_excitement", "p_anger", "p_disgust",
               "p_fear", "p_sadness"]
-REQUIRED = ["run_id", "path", "content_sha256", "file_size", "width", "height", "status", "error",
-            "label", "p_positive", "emotion", *CATEGORIES, "model_version", "feature_set",
-            "inferred_at"]
+REQUIRED = ["run_id", "path", "content_sha256", "file_size", "file_modified", "width", "height",
+            "status", "error", "label", "p_positive", "emotion", *CATEGORIES, "model_version",
+            "feature_set", "inferred_at", "node_id", "cnn_node_id"]
 
 
 def test_schema_has_exactly_the_required_columns_in_order():
@@ -32,6 +32,8 @@ def test_schema_inserts_one_probability_column_per_model_after_p_positive():
 def test_schema_types_are_reader_friendly():
     schema = output_schema(["knn"])
     assert schema.field("inferred_at").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("file_modified").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("node_id").type == pa.string()
     assert schema.field("path").type == pa.string()  # not large_string
     assert schema.field("p_positive_knn").type == pa.float64()
     assert schema.field("file_size").type == pa.int64()
