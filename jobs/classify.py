@@ -112,6 +112,17 @@ def format_summary(summary: dict) -> str:
 
 #: Environment of every Ray worker unless --verbose: TensorFlow's C++ start-up notices off.
 QUIET_WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+#: Object-store settings the workers need to read ``s3://`` inputs: forwarded from the job's
+#: environment when set there (workers on other nodes do not inherit the driver's environment).
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+                 "AWS_EC2_METADATA_DISABLED", "AWS_PROFILE")
+
+
+def worker_env(verbose: bool) -> dict[str, str]:
+    """Environment variables every Ray worker of the job gets."""
+    env = {name: os.environ[name] for name in FORWARDED_ENV if name in os.environ}
+    return env if verbose else {**QUIET_WORKER_ENV, **env}
 
 
 def _init_ray(address: str | None, dashboard: bool, *, verbose: bool, progress: bool) -> None:
@@ -123,7 +134,7 @@ def _init_ray(address: str | None, dashboard: bool, *, verbose: bool, progress: 
     # dies with the job, and starting it costs seconds); a cluster keeps its own.
     ray.init(address=address, log_to_driver=verbose, include_dashboard=dashboard,
              logging_level=logging.INFO if verbose else logging.ERROR,
-             runtime_env=None if verbose else {"env_vars": QUIET_WORKER_ENV})
+             runtime_env={"env_vars": worker_env(verbose)} if worker_env(verbose) else None)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = verbose

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pyarrow.dataset
+import pyarrow.fs
 import pytest
 
 from artsy.testing import write_photos
@@ -65,11 +66,12 @@ def _env(address: str) -> dict[str, str]:
                 RAY_gcs_rpc_server_reconnect_timeout_s=GCS_RECONNECT_S)
 
 
-def _job(address: str, photos: Path, out: Path, bundle: Path, **popen) -> subprocess.Popen:
+def _job(address: str, photos: Path | str, out: Path | str, bundle: Path, *,
+         env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen:
     command = [sys.executable, str(SCRIPT), "--input", str(photos), "--output", str(out),
                "--model", str(bundle), "--run-date", "2026-07-01", "--batch-size", "4"]
-    return subprocess.Popen(command, env=_env(address), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=out.parent, **popen)
+    return subprocess.Popen(command, env=env or _env(address), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=cwd or Path(out).parent)
 
 
 def _finish(job: subprocess.Popen) -> tuple[int, str, str]:
@@ -199,3 +201,32 @@ def test_the_head_node_lost_ends_the_driver_and_a_new_cluster_recovers(tmp_path,
     assert code == 0, stderr[-3000:]
     _assert_one_row_per_image(out, photos)
     assert not list((tmp_path / ".labels.artsy-staging").glob("*"))
+
+
+def test_s3_in_and_out_on_the_cluster_through_the_aws_variables_only(cluster, s3_server,
+                                                                      tmp_path,
+                                                                      job_bundle_classical):
+    # The raylets were started without credentials: the workers read s3:// only because the
+    # job forwards the standard AWS_* variables it was given.
+    assert "AWS_ACCESS_KEY_ID" not in os.environ
+    local = write_photos(tmp_path / "photos", 12, seed=35, max_side=300)
+    for bucket in ("cluster-photos", "cluster-labels"):
+        s3_server.create_bucket(bucket)
+    filesystem = s3_server.filesystem()
+    for path in local:
+        with filesystem.open_output_stream(f"cluster-photos/set/{path.name}") as stream:
+            stream.write(path.read_bytes())
+    env = s3_server.env(_env(cluster.address))
+    for expected in (12, 0):  # a first run, then an unchanged rerun (nothing read again)
+        code, stdout, stderr = _finish(_job(cluster.address, "s3://cluster-photos/set",
+                                            "s3://cluster-labels/t", job_bundle_classical,
+                                            env=env, cwd=tmp_path))
+        assert code == 0, stderr[-3000:]
+        assert f"processed        {expected}" in stdout
+    files = [info.path for info in filesystem.get_file_info(pyarrow.fs.FileSelector(
+        "cluster-labels/t/run_date=2026-07-01")) if info.base_name.endswith(".parquet")]
+    rows = pyarrow.dataset.dataset(files, filesystem=filesystem).to_table().to_pylist()
+    assert sorted(row["path"] for row in rows) == sorted(
+        f"s3://cluster-photos/set/{path.name}" for path in local)
+    assert all(row["status"] == "ok" and row["file_modified"] is not None for row in rows)
+    assert len({row["node_id"] for row in rows}) >= 2
