@@ -104,10 +104,21 @@ def format_summary(summary: dict) -> str:
     lines += [
         f"  throughput       {summary['images_per_second']:.1f} images/s "
         f"({summary['seconds']:.1f} s; {summary['cpus']:g} CPUs, {summary['gpus']:g} GPUs)",
+        *_node_lines(summary.get("nodes") or {}),
         f"  model            {summary['model_version']} (features: {summary['feature_set']})",
         f"  output           {summary['partition']}",
     ]
     return "\n".join(lines)
+
+
+def _node_lines(nodes: dict) -> list[str]:
+    """One line per node that decoded or scored rows (multi-node clusters only)."""
+    busy = {node: counts for node, counts in nodes.items() if counts["rows"] or counts["cnn_rows"]}
+    if len(busy) < 2:
+        return []
+    return [f"  node {node[:8]}    {counts['address']}: decoded {counts['rows']}, "
+            f"CNN {counts['cnn_rows']}{'' if counts['alive'] else ' (lost)'}"
+            for node, counts in busy.items()]
 
 
 #: Environment of every Ray worker unless --verbose: TensorFlow's C++ start-up notices off.
