@@ -34,15 +34,15 @@ __version__ = "0.1.0"
 _LAZY = {
     "decode_image": "artsy.io",
     "extract_features": "artsy.features",
-    "load_bundle": "artsy.bundle",
-    "run_job": "artsy.pipeline",
-    "validate_job": "artsy.pipeline",
-    "train": "artsy.train",
-    "OUTPUT_SCHEMA": "artsy.schema",
-    "output_schema": "artsy.schema",
-    "load_backbone": "artsy.backbone",
-    "embed": "artsy.backbone",
-    "write_report": "artsy.run_report",
+    "load_bundle": "artsy.models.bundle",
+    "run_job": "artsy.job.pipeline",
+    "validate_job": "artsy.job.pipeline",
+    "train": "artsy.training.train",
+    "OUTPUT_SCHEMA": "artsy.job.schema",
+    "output_schema": "artsy.job.schema",
+    "load_backbone": "artsy.models.backbone",
+    "embed": "artsy.models.backbone",
+    "write_report": "artsy.job.run_report",
 }
 
 

@@ -61,8 +61,8 @@ class TrainConfig:
     ----------
     data : tuple of str (one str is accepted)
         Labelled folders: ``labels.csv`` (``path,label[,agree_min]``) or one sub-folder per
-        class. Several folders are trained on together (:mod:`artsy.sources`); the first is also
-        trained on alone to measure how the model transfers to the others.
+        class. Several folders are trained on together (:mod:`artsy.training.sources`); the
+        first is also trained on alone to measure how the model transfers to the others.
     out : str
         Directory the model bundle is written to.
     min_agree : int or None, default=None

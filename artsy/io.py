@@ -27,11 +27,15 @@ import os
 import stat
 import warnings
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
+
+#: URI schemes read through :mod:`pyarrow.fs`.
+URI_SCHEMES: tuple[str, ...] = ("s3", "gs", "gcs", "file", "hdfs", "abfs", "abfss")
 
 #: Minimum ratio of draft size to target size for JPEG DCT scaling.
 DRAFT_OVERSAMPLE = 2
@@ -161,6 +165,22 @@ def _scale_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
+def is_uri(path: str) -> bool:
+    """Return whether ``path`` is a URI read through :mod:`pyarrow.fs` (``s3://``, ``gs://``)."""
+    return urlparse(path).scheme.lower() in URI_SCHEMES and "://" in path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 of a local file's bytes, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def read_file(location: bytes) -> bytes:
     """Return the bytes of a discovered file (local OS path bytes or a UTF-8 URI).
 
@@ -169,8 +189,6 @@ def read_file(location: bytes) -> bytes:
     OSError
         With the reason written to the table (dangling symlink, deleted, permission denied, ...).
     """
-    from artsy.discover import is_uri
-
     text = location.decode("utf-8", errors="surrogateescape")
     if is_uri(text):
         return _read_uri(text)

@@ -28,7 +28,7 @@ IMAGE_SIZE = 100
 
 def featurize_local(batch: dict[str, np.ndarray], *, image_size: int = IMAGE_SIZE,
                     feature_set: str = FEATURE_SET) -> dict[str, np.ndarray]:
-    """Stand-in stage while ``artsy.predict.decode_and_featurize`` does not exist.
+    """Stand-in stage while ``artsy.job.predict.decode_and_featurize`` does not exist.
 
     ``{"path", "location"}`` in; ``{"path", "pixels", "features"}`` out, decoded with
     :func:`artsy.io.decode_image` and featurized with :func:`artsy.features.extract_features`.
@@ -45,7 +45,7 @@ def featurize_local(batch: dict[str, np.ndarray], *, image_size: int = IMAGE_SIZ
 def stage(feature_set: str = FEATURE_SET) -> tuple[Callable, str]:
     """Return the job's decode + features stage function and its name.
 
-    ``artsy.predict.decode_and_featurize`` (what the job runs) when it exists, else
+    ``artsy.job.predict.decode_and_featurize`` (what the job runs) when it exists, else
     :func:`featurize_local` (the same per-image work without hashing and error rows).
     """
     common.need("artsy.io", "decode_image")
@@ -53,10 +53,10 @@ def stage(feature_set: str = FEATURE_SET) -> tuple[Callable, str]:
     if feature_set not in module.FEATURE_SETS:
         raise common.Skip(f"artsy.features has no {feature_set!r} feature set yet")
     try:
-        predict = common.need("artsy.predict", "decode_and_featurize")
+        predict = common.need("artsy.job.predict", "decode_and_featurize")
     except common.Skip:
         return featurize_local, "benchmarks.artsy_paths.featurize_local"
-    return predict.decode_and_featurize, "artsy.predict.decode_and_featurize"
+    return predict.decode_and_featurize, "artsy.job.predict.decode_and_featurize"
 
 
 def _batch(paths: list[str]) -> dict[str, np.ndarray]:
@@ -101,7 +101,7 @@ def _ray_rate(paths: list[str], cpus: int, batch_size: int, feature_set: str) ->
 def bundle_feature_set(model: str | None) -> str:
     """Return the feature set of bundle ``model`` (``None``: the shipped one), else the default."""
     try:
-        return common.need("artsy.bundle", "load_bundle").load_bundle(model).feature_set
+        return common.need("artsy.models.bundle", "load_bundle").load_bundle(model).feature_set
     except Exception:  # noqa: BLE001 - no bundle yet: measure the default set
         return FEATURE_SET
 

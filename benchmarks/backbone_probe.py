@@ -33,9 +33,9 @@ from sklearn.svm import SVC
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from artsy import backbone  # noqa: E402
-from artsy.dataset import decode_labelled, load_labelled_folder  # noqa: E402
 from artsy.features import extract_features  # noqa: E402
+from artsy.models import backbone  # noqa: E402
+from artsy.training.dataset import decode_labelled, load_labelled_folder  # noqa: E402
 
 SEEDS = (0, 1, 2)
 Head = Callable[[], object]

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from artsy.bundle import Bundle, load_bundle
-from artsy.evaluate import THRESHOLD
 from artsy.features import extract_features
 from artsy.io import decode_image
+from artsy.models.bundle import Bundle, load_bundle
+from artsy.training.evaluate import THRESHOLD
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "images"
 #: scikit-image samples that ship inside the package and are not already in ``examples/images``
@@ -87,7 +87,7 @@ def p_positive(bundle: Bundle, encoded: list[bytes]) -> np.ndarray:
     images = np.stack([image.pixels for image in decoded])
     probs = bundle.predict_classical(extract_features(images, bundle.feature_set))
     if bundle.backbone is not None:
-        from artsy.backbone import embed
+        from artsy.models.backbone import embed
 
         model = _BACKBONES.get(str(bundle.path)) or _BACKBONES.setdefault(
             str(bundle.path), bundle.load_backbone())

@@ -1,7 +1,7 @@
 """The job's CNN in one Ray Data actor against bare ``model.predict`` at the same batch size.
 
 Both see the same decoded images (cached as ``.npy``). The actor is artsy's
-``artsy.predict.CnnPredictor`` over the shipped default bundle: for a bundle with the pretrained
+``artsy.job.predict.CnnPredictor`` over the shipped default bundle: for a bundle with the pretrained
 backbone the bare model is that backbone on the 224 px centre crops (the actor adds its heads and
 the ensemble), for an older bundle its from-scratch CNN on the 100 px squares. Without a bundle, a
 stand-in actor (:class:`StandInCnnActor`: ``configure_tensorflow`` + ``predict_positive``, as the
@@ -41,7 +41,7 @@ class StandInCnnActor:
     """
 
     def __init__(self, *, batch_size: int, threads: int | None = None) -> None:
-        from artsy import cnn
+        from artsy.models import cnn
 
         cnn.configure_tensorflow(intra_op_threads=threads, gpu_memory_growth=True)
         self.model = cnn.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
@@ -49,7 +49,7 @@ class StandInCnnActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Add ``p_positive_cnn``; drop ``pixels``."""
-        from artsy import cnn
+        from artsy.models import cnn
 
         pixels = batch.pop("pixels")
         batch["p_positive_cnn"] = cnn.predict_positive(self.model, pixels,
@@ -106,8 +106,8 @@ def _real_actor(model: str | None) -> tuple[object, object, tuple[str, ...], int
     """Return (CnnPredictor, the bundle's bare Keras model, the members the actor does not
     compute, crop size or None) or None without a bundle/predictor."""
     try:
-        predict = common.need("artsy.predict", "CnnPredictor")
-        bundle = common.need("artsy.bundle", "load_bundle").load_bundle(model)
+        predict = common.need("artsy.job.predict", "CnnPredictor")
+        bundle = common.need("artsy.models.bundle", "load_bundle").load_bundle(model)
         keras_model = bundle.load_backbone() if bundle.backbone else bundle.load_cnn()
     except Exception:  # noqa: BLE001 - no bundle / no CNN in it yet: use the stand-in
         return None
@@ -122,7 +122,8 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
 
     ``model`` is a bundle directory (``None``: the shipped default).
     """
-    cnn_module = common.need("artsy.cnn", "build_cnn", "predict_positive", "configure_tensorflow")
+    cnn_module = common.need("artsy.models.cnn", "build_cnn", "predict_positive",
+                             "configure_tensorflow")
     # Memory growth on, so the actor can share the GPU with this process's bare model.
     cnn_module.configure_tensorflow(gpu_memory_growth=True)
     # The images pass REPEATS times: one pass takes well under a second, too short a window
@@ -132,7 +133,7 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     pixels = np.concatenate([decoded_pixels(paths, scratch, crop)] * REPEATS)
     if real is None:
         keras_model = cnn_module.build_cnn((baselines.SIZE, baselines.SIZE, 3), 2)
-        source = "untrained artsy.cnn.build_cnn (no shipped bundle with a CNN yet)"
+        source = "untrained artsy.models.cnn.build_cnn (no shipped bundle with a CNN yet)"
     else:
         keras_model, source = real[1], f"bundle {model or '(shipped default)'}"
     warm = pixels[: 2 * batch_size]
@@ -140,7 +141,7 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
     start = time.perf_counter()
     keras_model.predict(pixels, batch_size=batch_size, verbose=0)
     bare = common.rate(len(pixels), time.perf_counter() - start)
-    from artsy.inference import predict_batched
+    from artsy.models.inference import predict_batched
 
     predict_batched(keras_model, warm, batch_size=batch_size)
     start = time.perf_counter()
@@ -165,12 +166,12 @@ def cnn(paths: list[str], cpus: int, batch_size: int, scratch: Path, *, gpu: boo
 def job_actor_resources(cpus: int, *, gpu: bool) -> tuple[float, int | None]:
     """Return the CNN actor's (num_cpus, TensorFlow threads) as the job chooses them.
 
-    From ``artsy.pipeline._cnn_resources`` when it exists, else (1, None).
+    From ``artsy.job.pipeline.cnn_resources`` when it exists, else (1, None).
     """
     try:
-        pipeline = common.need("artsy.pipeline", "_cnn_resources", "cnn_threads")
+        pipeline = common.need("artsy.job.pipeline", "_cnn_resources", "cnn_threads")
         config = common.need("artsy.config", "JobConfig").JobConfig(inputs=("-",), output="-")
-        _, _, actor_cpus = pipeline._cnn_resources(config, {"CPU": float(cpus),
+        _, _, actor_cpus = pipeline.cnn_resources(config, {"CPU": float(cpus),
                                                             "GPU": 1.0 if gpu else 0.0})
     except (common.Skip, TypeError, ValueError):
         return 1.0, None

@@ -1,7 +1,7 @@
 """CPU inference levers of artsy's backbone (EfficientNet-Lite0, 224 px, 1 280-d embedding).
 
 ``python -m benchmarks.cnn_levers [--n N] [--passes P] [--threads 1,2] [--out FILE]`` (from the
-repository root) prints ONE JSON document: images/s of :func:`artsy.backbone.load_backbone`'s
+repository root) prints ONE JSON document: images/s of :func:`artsy.models.backbone.load_backbone`'s
 embedding in one process for each lever, and each figure's ratio to the baseline measured in the
 same run (fused, batch 64, all cores as TensorFlow intra-op threads, plain ``tf.function``,
 float32). Levers:
@@ -17,7 +17,7 @@ float32). Levers:
   include_top=False, pooling="avg")`` at the same batch size (``lite0_vs_b0``).
 
 Every forward is a fixed-shape ``tf.function`` (uint8 in, cast inside; the last batch padded, as
-:func:`artsy.inference.predict_batched` does), called twice before timing (tracing, XLA
+:func:`artsy.models.inference.predict_batched` does), called twice before timing (tracing, XLA
 compilation). The ``N`` images (random 224 px crops of scikit-image's bundled photos; the speed
 does not depend on the content, the deltas are on natural images) pass ``P`` times; the passes
 go round-robin over the configurations, so a burst of load on this shared machine hits them all
@@ -112,7 +112,7 @@ def build(config: Config) -> object:
         if config.model == "b0":
             return keras.applications.EfficientNetB0(weights=None, include_top=False,
                                                      pooling="avg", input_shape=(SIDE, SIDE, 3))
-        from artsy.backbone import load_backbone
+        from artsy.models.backbone import load_backbone
 
         return load_backbone(fused=config.fused)
     finally:

@@ -185,7 +185,7 @@ def need_bundle(model: str | None) -> str | None:
         if not (Path(model) / "manifest.json").is_file():
             raise Skip(f"--model {model} is not a model bundle (no manifest.json)")
         return model
-    bundle = need("artsy.bundle", "default_bundle_path")
+    bundle = need("artsy.models.bundle", "default_bundle_path")
     path = Path(bundle.default_bundle_path())
     if not (path / "manifest.json").is_file():
         raise Skip(f"no shipped default bundle at {path} yet; pass --model BUNDLE")

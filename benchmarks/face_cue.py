@@ -1,14 +1,18 @@
 """Does a face cue help? scikit-image's bundled LBP frontal-face cascade, added to ``affect``.
 
-Faces are searched by :func:`artsy.faces.face_numbers` in each file's grey image scaled so its
+Faces are searched by :func:`artsy.features.faces.face_numbers` in each file's grey image scaled so
+its
 longer side is ``--side`` pixels (aspect kept, EXIF orientation applied), or with ``--decoded`` in
-the 100x100 squares the batch job decodes. Five numbers per image (``artsy.faces.FACE_NAMES``). Both
+the 100x100 squares the batch job decodes. Five numbers per image
+(``artsy.features.faces.FACE_NAMES``). Both
 ``affect`` and ``affect+faces`` are scored with SVM and logistic regression by
-:func:`artsy.ablation.evaluate_features` (the project's protocol), one row per CV seed so the
+:func:`artsy.training.ablation.evaluate_features` (the project's protocol), one row per CV seed so
+the
 change can be checked for consistency.
 
 ``--train BUNDLE`` instead registers an ``affect_faces`` feature set in this process (faces searched
-in the decoded 100x100 squares, as the batch job would) and runs :func:`artsy.train.train` with
+in the decoded 100x100 squares, as the batch job would) and runs :func:`artsy.training.train.train`
+with
 SVM, logistic regression and random forest, so the stacked ensemble's figure can be compared with
 the shipped one (a research bundle: the batch job does not know this feature set).
 
@@ -28,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from artsy import ablation, faces
-from artsy.affect import AFFECT_GROUPS, affect_feature_names, affect_features_batch
-from artsy.dataset import data_fingerprint, decode_labelled, load_labelled_folder
+from artsy.features import faces
+from artsy.features.affect import AFFECT_GROUPS, affect_feature_names, affect_features_batch
+from artsy.training import ablation
+from artsy.training.dataset import data_fingerprint, decode_labelled, load_labelled_folder
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +84,8 @@ GREY = np.array([0.2125, 0.7154, 0.0721])
 
 
 def affect_faces_batch(images: np.ndarray) -> np.ndarray:
-    """``affect`` followed by :func:`artsy.faces.face_features_batch` of decoded squares."""
+    """``affect`` followed by :func:`artsy.features.faces.face_features_batch` of decoded
+    squares."""
     return np.concatenate([affect_features_batch(images), faces.face_features_batch(images)],
                           axis=1)
 
@@ -88,7 +94,7 @@ def train_with_faces(data: str, min_agree: int, out: str) -> Path:
     """Register ``affect_faces`` here and train svm + logreg + rf with it (see the docstring)."""
     from artsy.config import ArtsyConfig, TrainConfig
     from artsy.features import FEATURE_SETS, FeatureSet
-    from artsy.train import train
+    from artsy.training.train import train
 
     FEATURE_SETS["affect_faces"] = FeatureSet(
         "affect_faces", lambda image: affect_faces_batch(image[None])[0],

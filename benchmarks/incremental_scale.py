@@ -76,8 +76,8 @@ def _sha(item) -> str | None:
 
 def commit_first_run(location, files, run_date: str) -> None:
     """Commit the rows a first run over ``files`` would have written (hashed here, untimed)."""
-    from artsy import output
-    from artsy.schema import output_schema
+    from artsy.job import output
+    from artsy.job.schema import output_schema
 
     with concurrent.futures.ThreadPoolExecutor(HASH_THREADS) as pool:
         digests = list(pool.map(_sha, files))
@@ -110,8 +110,8 @@ def commit_first_run(location, files, run_date: str) -> None:
 
 def decide(inputs: list[str], location, run_date: str, *, watch: Path | None = None) -> dict:
     """Time discovery and the decision; count files opened under ``watch``."""
-    from artsy import incremental
-    from artsy.discover import discover
+    from artsy.job import incremental
+    from artsy.job.discover import discover
     from artsy.testing import count_opens
 
     started = time.perf_counter()
@@ -129,7 +129,7 @@ def decide(inputs: list[str], location, run_date: str, *, watch: Path | None = N
 
 def driver_hashing(inputs: list[str]) -> dict:
     """The old rerun: discover, then read and hash every file on the driver."""
-    from artsy.discover import discover
+    from artsy.job.discover import discover
 
     started = time.perf_counter()
     files = discover(inputs)
@@ -139,7 +139,7 @@ def driver_hashing(inputs: list[str]) -> dict:
 
 
 def measure(inputs: list[str], location, *, watch: Path | None = None) -> dict:
-    from artsy.discover import discover
+    from artsy.job.discover import discover
 
     first = decide(inputs, location, "2026-01-01", watch=watch)
     commit_first_run(location, discover(inputs), "2026-01-01")
@@ -151,7 +151,7 @@ def measure(inputs: list[str], location, *, watch: Path | None = None) -> dict:
 
 
 def local_part(work: Path, count: int) -> dict:
-    from artsy import output
+    from artsy.job import output
 
     photos = work / "files"
     started = time.perf_counter()
@@ -172,7 +172,7 @@ def s3_part(work: Path, count: int) -> dict:
     server = start_s3_server(work / "s3", weed)
     try:
         os.environ.update(server.env())
-        from artsy import output
+        from artsy.job import output
 
         server.create_bucket("photos")
         server.create_bucket("labels")

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--verbose" in argv:
         return _main(argv)
-    from artsy.console import filtered_stderr
+    from artsy.job.console import filtered_stderr
 
     with filtered_stderr():  # drops Ray's known-benign C++ lines, passes everything else
         return _main(argv)
@@ -171,7 +171,7 @@ def _main(argv: list[str]) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from artsy import pipeline
+    from artsy.job import pipeline
 
     try:
         config = make_config(args)

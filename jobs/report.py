@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="HTML file to write (default: artsy-report-<run_date>.html)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from artsy import output, run_report
+    from artsy.job import output, run_report
 
     try:
         location = output.locate(args.output)

