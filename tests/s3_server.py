@@ -96,6 +96,14 @@ class S3Server:
         """Create bucket ``name`` (no error if it exists)."""
         self.filesystem(allow_bucket_creation=True).create_dir(name)
 
+    def upload(self, paths: list[Path], prefix: str) -> list[str]:
+        """Put local files under ``prefix`` (``bucket/key-prefix``); return their sorted URIs."""
+        filesystem = self.filesystem()
+        for path in paths:
+            with filesystem.open_output_stream(f"{prefix}/{path.name}") as stream:
+                stream.write(path.read_bytes())
+        return sorted(f"s3://{prefix}/{path.name}" for path in paths)
+
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 5 s: its data is throwaway)."""
         if self.process.poll() is None:

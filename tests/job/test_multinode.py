@@ -94,6 +94,17 @@ def _wait_mid_run(job: subprocess.Popen, out: Path) -> None:
         time.sleep(0.02)
 
 
+def _start_and_lose(cluster, role: str, tmp_path: Path, bundle: Path, count: int, seed: int):
+    """Start the job over ``count`` new photos and remove the ``role`` node once it is mid-run."""
+    photos, out = tmp_path / "photos", tmp_path / "labels"
+    write_photos(photos, count, seed=seed, max_side=400)
+    job = _job(cluster.address, photos, out, bundle)
+    _wait_mid_run(job, out)
+    lost = cluster.nodes_by_role.pop(role)
+    cluster.remove_node(lost, allow_graceful=False)
+    return photos, out, job, lost
+
+
 def _rows(out: Path) -> list[dict]:
     return pyarrow.dataset.dataset(out, partitioning="hive").to_table(
         columns=["path", "status", "node_id", "cnn_node_id"]).to_pylist()
@@ -141,12 +152,8 @@ def test_tasks_spread_over_nodes_and_the_cnn_runs_only_where_a_gpu_is(cluster, t
 
 def test_a_worker_lost_mid_run_costs_no_row_and_doubles_none(cluster, tmp_path,
                                                              job_bundle_classical):
-    photos, out = tmp_path / "photos", tmp_path / "labels"
-    write_photos(photos, 80, seed=32, max_side=400)
-    job = _job(cluster.address, photos, out, job_bundle_classical)
-    _wait_mid_run(job, out)
-    lost = cluster.nodes_by_role.pop("cpu")
-    cluster.remove_node(lost, allow_graceful=False)
+    photos, out, job, lost = _start_and_lose(cluster, "cpu", tmp_path, job_bundle_classical,
+                                             80, 32)
     code, stdout, stderr = _finish(job)
     cluster.nodes_by_role["cpu"] = cluster.add_node(num_cpus=1)  # for the next test
     assert code == 0, stderr[-3000:]
@@ -158,11 +165,7 @@ def test_a_worker_lost_mid_run_costs_no_row_and_doubles_none(cluster, tmp_path,
 
 def test_the_gpu_node_lost_fails_the_run_clearly_and_the_rerun_commits(cluster, tmp_path,
                                                                        job_bundle):
-    photos, out = tmp_path / "photos", tmp_path / "labels"
-    write_photos(photos, 60, seed=33, max_side=400)
-    job = _job(cluster.address, photos, out, job_bundle)
-    _wait_mid_run(job, out)
-    cluster.remove_node(cluster.nodes_by_role.pop("gpu"), allow_graceful=False)
+    photos, out, job, _ = _start_and_lose(cluster, "gpu", tmp_path, job_bundle, 60, 33)
     code, stdout, stderr = _finish(job)
     assert code == 1
     last = stderr.strip().splitlines()[-1]
@@ -213,10 +216,7 @@ def test_s3_in_and_out_on_the_cluster_through_the_aws_variables_only(cluster, s3
     local = write_photos(tmp_path / "photos", 12, seed=35, max_side=300)
     for bucket in ("cluster-photos", "cluster-labels"):
         s3_server.create_bucket(bucket)
-    filesystem = s3_server.filesystem()
-    for path in local:
-        with filesystem.open_output_stream(f"cluster-photos/set/{path.name}") as stream:
-            stream.write(path.read_bytes())
+    uploaded = s3_server.upload(local, "cluster-photos/set")
     env = s3_server.env(_env(cluster.address))
     for expected in (12, 0):  # a first run, then an unchanged rerun (nothing read again)
         code, stdout, stderr = _finish(_job(cluster.address, "s3://cluster-photos/set",
@@ -224,10 +224,10 @@ def test_s3_in_and_out_on_the_cluster_through_the_aws_variables_only(cluster, s3
                                             env=env, cwd=tmp_path))
         assert code == 0, stderr[-3000:]
         assert f"processed        {expected}" in stdout
+    filesystem = s3_server.filesystem()
     files = [info.path for info in filesystem.get_file_info(pyarrow.fs.FileSelector(
         "cluster-labels/t/run_date=2026-07-01")) if info.base_name.endswith(".parquet")]
     rows = pyarrow.dataset.dataset(files, filesystem=filesystem).to_table().to_pylist()
-    assert sorted(row["path"] for row in rows) == sorted(
-        f"s3://cluster-photos/set/{path.name}" for path in local)
+    assert sorted(row["path"] for row in rows) == uploaded
     assert all(row["status"] == "ok" and row["file_modified"] is not None for row in rows)
     assert len({row["node_id"] for row in rows}) >= 2

@@ -44,11 +44,7 @@ def photos(s3_server, tmp_path_factory) -> list[str]:
     paths = write_photos(local, N_PHOTOS, seed=21, max_side=300)
     for bucket in ("photos", "labels"):
         s3_server.create_bucket(bucket)
-    filesystem = s3_server.filesystem()
-    for path in paths:
-        with filesystem.open_output_stream(f"photos/set/{path.name}") as stream:
-            stream.write(path.read_bytes())
-    return sorted(f"{PHOTOS}/{path.name}" for path in paths)
+    return s3_server.upload(paths, PHOTOS.removeprefix("s3://"))
 
 
 def _classify(server, *args: str, cwd: Path, access_key: str | None = None,
