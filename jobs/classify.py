@@ -143,9 +143,10 @@ def _init_ray(address: str | None, dashboard: bool, *, verbose: bool, progress: 
 
     # include_dashboard only matters when this job starts its own local Ray (then the dashboard
     # dies with the job, and starting it costs seconds); a cluster keeps its own.
+    env = worker_env(verbose)
     ray.init(address=address, log_to_driver=verbose, include_dashboard=dashboard,
              logging_level=logging.INFO if verbose else logging.ERROR,
-             runtime_env={"env_vars": worker_env(verbose)} if worker_env(verbose) else None)
+             runtime_env={"env_vars": env} if env else None)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = progress
     context.print_on_execution_start = verbose

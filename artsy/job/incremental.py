@@ -87,7 +87,8 @@ class Work:
     Attributes
     ----------
     todo : list of DiscoveredFile
-        Files to read, decode and label (new, changed, or unreadable on the driver).
+        Files to read, decode and label: new, changed or touched since their row (the tasks
+        hash them; known content is dropped there).
     carried_rows : pyarrow.Table or None
         Earlier rows kept unchanged in the partition being replaced.
     skipped : int
