@@ -189,6 +189,7 @@ def render(scanned: Mapping[str, Any], summary: Mapping[str, Any] | None,
              "<h2>Labels</h2>", _counts_table(scanned["labels"], "label")]
     if scanned["emotions"]:
         parts += ["<h2>Emotions</h2>", _counts_table(scanned["emotions"], "emotion")]
+    parts += _nodes_table(summary.get("nodes") or {})
     parts += ["<h2>Errors</h2>", _counts_table(scanned["errors"], "reason")
               if scanned["errors"] else "<p>none</p>",
               "<h2>p_positive</h2>", _histogram_svg(scanned["histogram"])]
@@ -219,6 +220,21 @@ def render(scanned: Mapping[str, Any], summary: Mapping[str, Any] | None,
             '<meta name=viewport content="width=device-width,initial-scale=1">'
             f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
             f"<body>{body}</body></html>\n")
+
+
+def _nodes_table(nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Rows decoded and scored per Ray node, when more than one node worked."""
+    busy = {node: counts for node, counts in nodes.items()
+            if counts.get("rows") or counts.get("cnn_rows")}
+    if len(busy) < 2:
+        return []
+    rows = "".join(
+        f"<tr><td>{html.escape(node[:12])}</td><td>{html.escape(str(counts.get('address')))}"
+        f"{'' if counts.get('alive', True) else ' (lost)'}</td>"
+        f"<td class=num>{counts.get('gpus', 0):g}</td><td class=num>{counts['rows']}</td>"
+        f"<td class=num>{counts['cnn_rows']}</td></tr>" for node, counts in busy.items())
+    return ["<h2>Nodes</h2><table><tr><th>node</th><th>address</th><th class=num>GPUs</th>"
+            "<th class=num>decoded</th><th class=num>CNN</th></tr>", rows, "</table>"]
 
 
 def _share(labelled: Mapping[str, int]) -> str:

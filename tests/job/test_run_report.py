@@ -127,3 +127,16 @@ def test_report_renders_in_headless_chromium(partition, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 20  # not a blank page: text, bars and thumbnails
     assert (pixels < 128).mean() > 0.02
+
+
+def test_report_lists_the_nodes_only_when_several_worked(partition):
+    scanned = run_report.scan([str(path) for path in partition.glob("*.parquet")], None)
+    one = {"a" * 56: {"address": "10.0.0.1", "alive": True, "gpus": 0.0, "rows": 4321,
+                      "cnn_rows": 4321}}
+    assert "<h2>Nodes</h2>" not in run_report.render(scanned, {"nodes": one}, {})
+    two = {**one, "b" * 56: {"address": "10.0.0.2", "alive": False, "gpus": 1.0, "rows": 1234,
+                             "cnn_rows": 0}}
+    page = run_report.render(scanned, {"nodes": two}, {})
+    assert "<h2>Nodes</h2>" in page and "10.0.0.2 (lost)" in page
+    assert page.count("<td class=num>4321</td>") == 2  # node a: decoded 4321, scored 4321
+    assert "<td class=num>1234</td>" in page
