@@ -113,12 +113,11 @@ def format_summary(summary: dict) -> str:
 
 def _node_lines(nodes: dict) -> list[str]:
     """One line per node that decoded or scored rows (multi-node clusters only)."""
-    busy = {node: counts for node, counts in nodes.items() if counts["rows"] or counts["cnn_rows"]}
-    if len(busy) < 2:
-        return []
+    from artsy.job.summary import busy_nodes
+
     return [f"  node {node[:8]}    {counts['address']}: decoded {counts['rows']}, "
             f"CNN {counts['cnn_rows']}{'' if counts['alive'] else ' (lost)'}"
-            for node, counts in busy.items()]
+            for node, counts in busy_nodes(nodes).items()]
 
 
 #: Environment of every Ray worker unless --verbose: TensorFlow's C++ start-up notices off.

@@ -224,9 +224,10 @@ def render(scanned: Mapping[str, Any], summary: Mapping[str, Any] | None,
 
 def _nodes_table(nodes: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Rows decoded and scored per Ray node, when more than one node worked."""
-    busy = {node: counts for node, counts in nodes.items()
-            if counts.get("rows") or counts.get("cnn_rows")}
-    if len(busy) < 2:
+    from artsy.job.summary import busy_nodes
+
+    busy = busy_nodes(dict(nodes))
+    if not busy:
         return []
     rows = "".join(
         f"<tr><td>{html.escape(node[:12])}</td><td>{html.escape(str(counts.get('address')))}"

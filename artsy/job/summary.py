@@ -86,3 +86,11 @@ def describe_nodes(rows_by_node: dict[str, dict[str, int]]) -> dict[str, dict[st
                 "cpus": node["Resources"].get("CPU", 0.0),
                 "gpus": node["Resources"].get("GPU", 0.0), **counts}
     return dict(sorted(nodes.items(), key=lambda item: -item[1]["rows"]))
+
+
+def busy_nodes(nodes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The nodes of :attr:`RunSummary.nodes` that decoded or scored rows, when more than one did
+    (one busy node is not worth a per-node listing)."""
+    busy = {node: counts for node, counts in nodes.items()
+            if counts.get("rows") or counts.get("cnn_rows")}
+    return busy if len(busy) > 1 else {}
