@@ -79,6 +79,9 @@ class TrainConfig:
         One repetition of the outer cross-validation per seed.
     cnn_epochs : int, default=40
         Upper bound on CNN epochs (early stopping usually ends sooner).
+    embedding : str, default="multilevel"
+        What the ``effnet*`` models read (:data:`artsy.models.backbone.EMBEDDINGS`): the
+        backbone's pooled head (``"head"``, 1 280-d) or the head plus pooled stages 3-6.
     artsy : ArtsyConfig
         Shared settings.
     """
@@ -92,6 +95,7 @@ class TrainConfig:
     cnn_epochs: int = 40
     artsy: ArtsyConfig = field(default_factory=ArtsyConfig)
     eval_data: tuple[str, ...] = ()
+    embedding: str = "multilevel"
 
     def __post_init__(self) -> None:
         for name in ("data", "eval_data"):

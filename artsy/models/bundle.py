@@ -118,7 +118,7 @@ class Bundle:
 
     @property
     def backbone(self) -> dict[str, Any] | None:
-        """``{"name", "sha256", "image_size"}`` of the pretrained backbone, or ``None``."""
+        """``{"name", "sha256", "image_size"[, "pooled_stages"]}`` of the backbone, or ``None``."""
         return self.manifest.get("backbone") if self.embedding_names else None
 
     @property
@@ -133,7 +133,8 @@ class Bundle:
         from artsy.models.backbone import BackboneError, load_backbone
 
         try:
-            return load_backbone(self.backbone["name"], expected_sha256=self.backbone["sha256"])
+            return load_backbone(self.backbone["name"], expected_sha256=self.backbone["sha256"],
+                                 pooled_stages=tuple(self.backbone.get("pooled_stages", ())))
         except BackboneError as error:
             raise BundleError(f"bundle {self.path}: {error}") from None
 

@@ -1,6 +1,6 @@
 """Which emotion: the eight Mikels categories, from the backbone embedding and the valence answer.
 
-The head is a standardised multinomial logistic regression over the 1 280-d backbone embedding
+The head is a standardised multinomial logistic regression over the bundle's backbone embedding
 (:data:`HEAD_C`), trained on the images that carry an ``emotion`` label (the FI subset). At
 prediction its probabilities are tilted towards the valence the binary ensemble found — a model
 trained on more images (every source) than the emotion labels cover::

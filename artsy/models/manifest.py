@@ -116,7 +116,7 @@ def load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -
 
 def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
     """The bundle's backbone must be the one this artsy ships (same name and weight hash)."""
-    from artsy.models.backbone import BackboneError, backbone_manifest
+    from artsy.models.backbone import BackboneError, backbone_manifest, embedding_size
 
     if not record or not {"name", "sha256", "image_size"} <= set(record):
         raise BundleError(f"bundle {root}: embedding models without a backbone record")
@@ -128,3 +128,11 @@ def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
         raise BundleError(f"bundle {root}: trained on backbone {record['name']} with weights "
                           f"{record['sha256'][:12]}, but this artsy ships "
                           f"{str(shipped.get('sha256'))[:12]}; retrain with jobs/train.py")
+    stages = record.get("pooled_stages", [])
+    try:
+        width = embedding_size(record["name"], tuple(stages))
+    except (BackboneError, TypeError, ValueError) as error:
+        raise BundleError(f"bundle {root}: backbone record: {error}") from None
+    if record.get("embedding_size", width) != width:
+        raise BundleError(f"bundle {root}: backbone record says a {record['embedding_size']}-d "
+                          f"embedding, but stages {stages} pool {width}")

@@ -182,13 +182,18 @@ def final_cnn(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> Any
 
 def compute_inputs(images: np.ndarray, crops: np.ndarray | None, config: TrainConfig,
                    backbone: Any = None) -> dict[str, np.ndarray]:
-    """``{"features": (n, d), "embedding": (n, 1280)}`` (embedding only with crops)."""
+    """``{"features": (n, d), "embedding": (n, e)}`` (embedding only with crops).
+
+    ``backbone`` (from :func:`artsy.models.backbone.load_backbone`) fixes the embedding's width;
+    one is loaded with ``config.embedding``'s pooled stages when not given.
+    """
     logger.info("extracting %s features of %d images", config.artsy.feature_set, len(images))
     inputs = {"features": extract_features(images, config.artsy.feature_set)}
     if crops is not None:
         logger.info("embedding %d centre crops with %s", len(crops),
                     backbone_module.DEFAULT_BACKBONE)
-        inputs["embedding"] = backbone_module.embed(crops, model=backbone,
+        stages = backbone_module.EMBEDDINGS[config.embedding]
+        inputs["embedding"] = backbone_module.embed(crops, model=backbone, pooled_stages=stages,
                                                     batch_size=config.artsy.batch_size)
     return inputs
 

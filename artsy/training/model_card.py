@@ -235,8 +235,8 @@ def model_card(run: TrainingRun, manifest: Mapping[str, Any], plots: Sequence[st
            f"`{manifest['backbone']['source']['package']}` "
            f"{manifest['backbone']['source']['version']}, converted by `python -m "
            f"artsy.models.convert`; weights SHA-256 `{manifest['backbone']['sha256'][:16]}…`), "
-           f"{manifest['backbone']['image_size']} px centre crop, 1 280-d embedding read by "
-           f"the `effnet*` models"] if manifest.get("backbone") else []),
+           f"{manifest['backbone']['image_size']} px centre crop, {_embedding(manifest)} read "
+           f"by the `effnet*` models"] if manifest.get("backbone") else []),
         *[f"- Source `{name}`: {facts['n_images']} images (negative "
           f"{facts['class_counts'][0]}, positive {facts['class_counts'][1]}), fingerprint "
           f"`{facts['fingerprint'][:16]}…`" for name, facts in data.get("sources", {}).items()],
@@ -316,3 +316,13 @@ def write_report(report_dir: Path, *, run: TrainingRun, manifest: Mapping[str, A
     card.write_text(model_card(run, manifest, [path.name for path in written]))
     logger.info("wrote report %s (%d plots)", report_dir, len(written))
     return [*written, card]
+
+
+def _embedding(manifest: dict[str, Any]) -> str:
+    """How the card names the bundle's embedding: the pooled head, or multi-level."""
+    record = manifest["backbone"]
+    if not record.get("pooled_stages"):
+        return "1 280-d embedding (the pooled head)"
+    stages = ", ".join(str(stage) for stage in record["pooled_stages"])
+    return (f"{record['embedding_size']}-d multi-level embedding (the pooled head, then the "
+            f"average-pooled outputs of stages {stages})")

@@ -139,10 +139,12 @@ def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
             from artsy.models.inference import configure_tensorflow
 
             configure_tensorflow()
-            backbone = backbone_module.load_backbone()
+            backbone = backbone_module.load_backbone(
+                pooled_stages=backbone_module.EMBEDDINGS[config.embedding])
         run.inputs = compute_inputs(images, crops, config, backbone)
     if "embedding" in run.inputs:
-        groups, run.duplicate_pairs = group_duplicates(data.groups, run.inputs["embedding"])
+        head = run.inputs["embedding"][:, :backbone_module.EMBEDDING_SIZE]  # the pooled head
+        groups, run.duplicate_pairs = group_duplicates(data.groups, head)
         data = run.data = dataclasses.replace(data, groups=groups)
     run.results["majority"] = majority_baseline(data.labels, data.groups,
                                                 n_splits=config.n_splits, seeds=config.cv_seeds)
@@ -228,7 +230,8 @@ def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegres
                  "min_agree": config.min_agree,
                  "near_duplicate_pairs": [[data.relative_paths[i], data.relative_paths[j]]
                                           for i, j in run.duplicate_pairs]},
-        **({"backbone": backbone_module.bundle_record()} if "embedding" in run.inputs else {}),
+        **({"backbone": backbone_module.bundle_record(embedding=config.embedding)}
+           if "embedding" in run.inputs else {}),
         "transfer": run.transfer,
         **({"emotion": run.emotion} if run.emotion else {}),
         "protocol": {"outer": first["protocol"], "n_splits": config.n_splits,

@@ -62,6 +62,44 @@ def test_embed_pads_and_matches_predict(photos):
     assert backbone.embed(photos[:0], model=model).shape == (0, backbone.EMBEDDING_SIZE)
 
 
+def test_stage_ends_of_lite0_and_lite2():
+    assert backbone.stage_ends(backbone.VARIANTS["efficientnet-lite0"]) == [0, 2, 4, 7, 10, 14, 15]
+    assert backbone.stage_ends(backbone.VARIANTS["efficientnet-lite2"]) == [0, 3, 6, 10, 14, 19, 20]
+    assert backbone.embedding_size() == backbone.EMBEDDING_SIZE
+    assert backbone.embedding_size(pooled_stages=(3, 4, 5, 6)) == 1280 + 80 + 112 + 192 + 320
+
+
+def test_multilevel_embedding_is_the_head_then_the_pooled_stages(photos):
+    import keras
+
+    stages = backbone.EMBEDDINGS["multilevel"]
+    model = backbone.load_backbone(pooled_stages=stages)
+    embedded = backbone.embed(photos, model=model, batch_size=4)
+    assert embedded.shape == (4, backbone.embedding_size(pooled_stages=stages))
+    head = backbone.embed(photos, model=backbone.load_backbone())
+    np.testing.assert_allclose(embedded[:, : backbone.EMBEDDING_SIZE], head, atol=1e-4)
+    # stage 5's slice is the spatial mean of the output of its last block (block 14)
+    block = keras.Model(model.inputs, model.get_layer("block14_add").output)
+    start = backbone.EMBEDDING_SIZE + 80 + 112
+    expected = block.predict(photos, verbose=0).mean(axis=(1, 2))
+    np.testing.assert_allclose(embedded[:, start:start + 192], expected, atol=1e-4)
+    assert np.abs(embedded[:, backbone.EMBEDDING_SIZE:]).max() > 0.1
+
+
+def test_pooled_stages_and_embeddings_are_checked():
+    with pytest.raises(backbone.BackboneError, match="distinct stage numbers"):
+        backbone.embedding_size(pooled_stages=(3, 7))
+    with pytest.raises(backbone.BackboneError, match="distinct stage numbers"):
+        backbone.build_efficientnet_lite(pooled_stages=(4, 4))
+    with pytest.raises(backbone.BackboneError, match="include_top"):
+        backbone.build_efficientnet_lite(include_top=True, pooled_stages=(6,))
+    with pytest.raises(backbone.BackboneError, match="unknown embedding"):
+        backbone.bundle_record(embedding="pyramid")
+    record = backbone.bundle_record(embedding="multilevel")
+    assert record["pooled_stages"] == [3, 4, 5, 6] and record["embedding_size"] == 1984
+    assert "pooled_stages" not in backbone.bundle_record()  # what older bundles recorded
+
+
 def test_altered_or_foreign_weights_are_refused(tmp_path):
     weights_path, manifest_path = backbone.weights_paths()
     shutil.copy(manifest_path, tmp_path / manifest_path.name)

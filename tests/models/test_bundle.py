@@ -245,3 +245,19 @@ def test_default_bundle_loads():
     assert loaded.path == bundle_module.default_bundle_path()
     assert loaded.version.startswith(loaded.feature_set + "-")
     assert set(loaded.members) <= set(loaded.manifest["models"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"pooled_stages": [3, 9]}, "distinct stage numbers"),
+    ({"embedding_size": 1280}, "says a 1280-d embedding, but stages"),
+])
+def test_bundle_backbone_record_must_fit_its_embedding(job_bundle, tmp_path, change, message):
+    copy = tmp_path / "bundle"
+    shutil.copytree(job_bundle, copy)
+    manifest_path = copy / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["backbone"]["embedding_size"] == 1984  # the multi-level embedding
+    manifest["backbone"].update(change)
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=message):
+        load_bundle(copy)

@@ -251,6 +251,7 @@ def test_train_effnet_on_two_sources_records_backbone_and_transfer(effnet_run):
 
     manifest = _manifest(effnet_run)
     assert manifest["backbone"]["sha256"] == backbone_manifest()["sha256"]
+    assert manifest["backbone"]["embedding"] == "multilevel"  # the default
     assert not any(name.endswith(".npz") for name in manifest["files"])  # referred to, not copied
     assert manifest["models"]["effnet"]["kind"] == "embedding"
     assert set(manifest["data"]["sources"]) == {"first", "second"}
@@ -285,12 +286,12 @@ def test_effnet_bundle_labels_through_the_backbone(effnet_run, tmp_path):
     paths = write_photos(tmp_path, 4, seed=7, max_side=300)
     decoded = decode_labelled(paths, size=bundle.image_size, crop=bundle.crop_size)
     probs = bundle.predict_classical(extract_features(decoded.images, bundle.feature_set))
-    probs.update(bundle.predict_embedding(backbone.embed(decoded.crops,
-                                                         model=bundle.load_backbone())))
+    embeddings = backbone.embed(decoded.crops, model=bundle.load_backbone())
+    assert embeddings.shape == (4, bundle.backbone["embedding_size"])
+    probs.update(bundle.predict_embedding(embeddings))
     combined = bundle.combine(probs)
     assert combined.shape == (4,) and np.all((combined >= 0) & (combined <= 1))
     assert bundle.has_emotion
-    embeddings = backbone.embed(decoded.crops, model=bundle.load_backbone())
     categories = bundle.predict_emotion(embeddings, combined)
     assert categories.shape == (4, len(EMOTION_CATEGORIES))
     np.testing.assert_allclose(categories.sum(axis=1), 1.0, rtol=1e-6)
