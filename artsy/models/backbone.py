@@ -51,8 +51,6 @@ BASE_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 #: Embeddings a bundle can be trained on: name -> stages pooled next to the head (see
 #: :func:`build_efficientnet_lite`). ``"head"`` is the plain 1 280-d embedding.
 EMBEDDINGS: dict[str, tuple[int, ...]] = {"head": (), "multilevel": (3, 4, 5, 6)}
-#: The embedding :mod:`artsy.training` uses unless told otherwise.
-DEFAULT_EMBEDDING = "multilevel"
 #: Folder of the converted weights inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
