@@ -82,6 +82,9 @@ class TrainConfig:
     embedding : str, default="multilevel"
         What the ``effnet*`` models read (:data:`artsy.models.backbone.EMBEDDINGS`): the
         backbone's pooled head (``"head"``, 1 280-d) or the head plus pooled stages 3-6.
+    backbone_size : int, default=288
+        Side of the centre crop the backbone reads, a multiple of 32 (its weights were trained
+        at 224; a crop of the same field of view at 288 ranks better, see the model card).
     artsy : ArtsyConfig
         Shared settings.
     """
@@ -96,6 +99,7 @@ class TrainConfig:
     artsy: ArtsyConfig = field(default_factory=ArtsyConfig)
     eval_data: tuple[str, ...] = ()
     embedding: str = "multilevel"
+    backbone_size: int = 288
 
     def __post_init__(self) -> None:
         for name in ("data", "eval_data"):

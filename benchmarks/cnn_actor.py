@@ -2,11 +2,11 @@
 
 Both see the same decoded images (cached as ``.npy``). The actor is artsy's
 ``artsy.job.predict.CnnPredictor`` over the shipped default bundle: for a bundle with the pretrained
-backbone the bare model is that backbone on the 224 px centre crops (the actor adds its heads and
-the ensemble), for an older bundle its from-scratch CNN on the 100 px squares. Without a bundle, a
-stand-in actor (:class:`StandInCnnActor`: ``configure_tensorflow`` + ``predict_positive``, as the
-real one does) runs an untrained ``build_cnn`` of the same architecture as the bare model, and the
-result says so.
+backbone the bare model is that backbone on the bundle's centre crops (288 px shipped; the actor
+adds its heads and the ensemble), for an older bundle its from-scratch CNN on the 100 px squares.
+Without a bundle, a stand-in actor (:class:`StandInCnnActor`: ``configure_tensorflow`` +
+``predict_positive``, as the real one does) runs an untrained ``build_cnn`` of the same
+architecture as the bare model, and the result says so.
 
 The actor runs inside :class:`TimedActor`, which stamps each output row with the wall-clock start
 and end of its batch's call. The *steady* rate counts the rows after the first call, from the

@@ -57,6 +57,9 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
     parser.add_argument("--embedding", choices=sorted(EMBEDDINGS), default=defaults.embedding,
                         help="what the effnet models read: the backbone's pooled head, or the "
                              f"head plus pooled mid-level stages (default {defaults.embedding})")
+    parser.add_argument("--backbone-size", type=int, default=defaults.backbone_size, metavar="PX",
+                        help="side of the centre crop the backbone reads, a multiple of 32 "
+                             f"(default {defaults.backbone_size})")
     parser.add_argument("--feature-set", default=shared.feature_set, metavar="NAME",
                         help=f"feature set of the classical models (default {shared.feature_set})")
     parser.add_argument("--seed", type=int, default=shared.seed, metavar="S",
@@ -78,7 +81,7 @@ def _parse(argv: list[str] | None) -> tuple[TrainConfig, argparse.Namespace]:
                        min_agree=args.min_agree,
                        models=tuple(args.models), n_splits=args.n_splits,
                        cv_seeds=tuple(args.cv_seeds), cnn_epochs=args.cnn_epochs,
-                       embedding=args.embedding,
+                       embedding=args.embedding, backbone_size=args.backbone_size,
                        artsy=shared.replace(feature_set=args.feature_set, seed=args.seed)), args
 
 

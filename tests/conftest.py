@@ -66,7 +66,7 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
     from artsy.testing import write_photos
 
     paths = write_photos(photos, 24, seed=11, max_side=300)
-    decoded = [decode_image(path.read_bytes(), size=100, crop=224) for path in paths]
+    decoded = [decode_image(path.read_bytes(), size=100, crop=288) for path in paths]
     images = np.stack([image.pixels for image in decoded])
     features = extract_features(images, "affect")
     brightness = images.reshape(len(images), -1).mean(axis=1)
@@ -98,7 +98,7 @@ def _build_job_bundle(out: Path, photos: Path, *, cnn: bool = True) -> Path:
         stages = backbone.EMBEDDINGS["multilevel"]
         embedding["effnet"] = make_pipeline(StandardScaler(), LogisticRegression(C=0.01)).fit(
             backbone.embed(crops, batch_size=8, pooled_stages=stages), labels)
-        manifest["backbone"] = backbone.bundle_record(embedding="multilevel")
+        manifest["backbone"] = backbone.bundle_record(embedding="multilevel", image_size=288)
     return save_bundle(out, classical=classical, cnn_model=cnn_model, manifest=manifest,
                        embedding=embedding)
 

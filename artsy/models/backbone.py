@@ -51,6 +51,8 @@ BASE_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 #: Embeddings a bundle can be trained on: name -> stages pooled next to the head (see
 #: :func:`build_efficientnet_lite`). ``"head"`` is the plain 1 280-d embedding.
 EMBEDDINGS: dict[str, tuple[int, ...]] = {"head": (), "multilevel": (3, 4, 5, 6)}
+#: Input sides the backbone may be run at (multiples of its total stride, 32).
+INPUT_SIDES = range(96, 513, 32)
 #: Folder of the converted weights inside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -94,13 +96,10 @@ def block_specs(variant: Variant) -> list[dict[str, int]]:
     input stays 32 (the stem is not scaled); the others scale by the depth multiplier.
     """
     blocks = []
-    last = len(BASE_STAGES) - 1
-    for stage, (repeats, kernel, stride, expand, inputs, outputs) in enumerate(BASE_STAGES):
+    for stage, (_, kernel, stride, expand, inputs, outputs) in enumerate(BASE_STAGES):
         inputs = 32 if stage == 0 else _round_filters(inputs, variant.width)
         outputs = _round_filters(outputs, variant.width)
-        if stage not in (0, last):
-            repeats = int(math.ceil(variant.depth * repeats))
-        for index in range(repeats):
+        for index in range(_stage_repeats(variant, stage)):
             blocks.append({"kernel": kernel, "stride": stride if index == 0 else 1,
                            "expand": expand, "inputs": inputs if index == 0 else outputs,
                            "outputs": outputs})
@@ -110,12 +109,18 @@ def block_specs(variant: Variant) -> list[dict[str, int]]:
 def stage_ends(variant: Variant) -> list[int]:
     """Index of the last block of every stage of ``variant`` (where its output is pooled)."""
     ends, count = [], 0
-    for stage, (repeats, *_rest) in enumerate(BASE_STAGES):
-        if stage not in (0, len(BASE_STAGES) - 1):
-            repeats = int(math.ceil(variant.depth * repeats))
-        count += repeats
+    for stage in range(len(BASE_STAGES)):
+        count += _stage_repeats(variant, stage)
         ends.append(count - 1)
     return ends
+
+
+def _stage_repeats(variant: Variant, stage: int) -> int:
+    """Blocks in ``stage``: the first and last stages keep theirs, the others scale by depth."""
+    repeats = BASE_STAGES[stage][0]
+    if stage in (0, len(BASE_STAGES) - 1):
+        return repeats
+    return int(math.ceil(variant.depth * repeats))
 
 
 def embedding_size(variant: str = DEFAULT_BACKBONE, pooled_stages: tuple[int, ...] = ()) -> int:
@@ -123,6 +128,14 @@ def embedding_size(variant: str = DEFAULT_BACKBONE, pooled_stages: tuple[int, ..
     spec = _variant(variant)
     return EMBEDDING_SIZE + sum(_round_filters(BASE_STAGES[stage][5], spec.width)
                                 for stage in _check_stages(pooled_stages))
+
+
+def check_input_side(side: int) -> int:
+    """Return ``side`` if the backbone can read ``side x side`` crops (:data:`INPUT_SIDES`)."""
+    if isinstance(side, bool) or not isinstance(side, int) or side not in INPUT_SIDES:
+        raise BackboneError(f"backbone input side must be a multiple of 32 from "
+                            f"{INPUT_SIDES.start} to {INPUT_SIDES.stop - 1} px, got {side!r}")
+    return side
 
 
 def _check_stages(pooled_stages: tuple[int, ...]) -> tuple[int, ...]:
@@ -231,17 +244,21 @@ def backbone_manifest(variant: str = DEFAULT_BACKBONE,
                             "rebuild it with python -m artsy.models.convert") from None
 
 
-def bundle_record(variant: str = DEFAULT_BACKBONE, embedding: str = "head") -> dict[str, Any]:
+def bundle_record(variant: str = DEFAULT_BACKBONE, embedding: str = "head",
+                  image_size: int | None = None) -> dict[str, Any]:
     """What a model bundle records of the shipped backbone (it is never copied into bundles).
 
     ``embedding`` is a key of :data:`EMBEDDINGS`; a multi-level one records its pooled stages
     and width (a record without them, as older bundles have, means the 1 280-d head embedding).
+    ``image_size`` is the side of the centre crop the backbone reads (default: the variant's
+    native side, the one the weights were trained at).
     """
     if embedding not in EMBEDDINGS:
         raise BackboneError(f"unknown embedding {embedding!r}; choose from {', '.join(EMBEDDINGS)}")
     shipped = backbone_manifest(variant)
     record = {"name": shipped["name"], "sha256": shipped["sha256"],
-              "image_size": shipped["image_size"], "source": shipped["source"]}
+              "image_size": check_input_side(image_size or int(shipped["image_size"])),
+              "source": shipped["source"]}
     if EMBEDDINGS[embedding]:
         record.update(embedding=embedding, pooled_stages=list(EMBEDDINGS[embedding]),
                       embedding_size=embedding_size(variant, EMBEDDINGS[embedding]))
@@ -315,7 +332,8 @@ def assign_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
 
 def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
                   fused: bool = True, folder: str | Path | None = None,
-                  expected_sha256: str | None = None, pooled_stages: tuple[int, ...] = ()) -> Any:
+                  expected_sha256: str | None = None, pooled_stages: tuple[int, ...] = (),
+                  image_size: int | None = None) -> Any:
     """Build the Keras backbone and load its verified, converted ImageNet weights.
 
     Parameters
@@ -331,6 +349,8 @@ def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
         SHA-256 the caller expects of the weight file (a bundle's record of its backbone).
     pooled_stages : tuple of int, default=()
         Stages pooled into a multi-level embedding (:func:`build_efficientnet_lite`).
+    image_size : int or None, default=None
+        Input side (:data:`INPUT_SIDES`); ``None`` is the variant's native side.
 
     Returns
     -------
@@ -339,8 +359,10 @@ def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,
     weights = read_weights(variant, folder, expected_sha256=expected_sha256)
     if fused:
         weights = fold_batchnorm(weights)
-    model = build_efficientnet_lite(variant, include_top=include_top, fused=fused,
-                                    pooled_stages=pooled_stages)
+    if image_size is not None:
+        check_input_side(image_size)
+    model = build_efficientnet_lite(variant, image_size=image_size, include_top=include_top,
+                                    fused=fused, pooled_stages=pooled_stages)
     assign_weights(model, weights)
     logger.info("loaded backbone %s (%s, %d weights)", variant,
                 "fused" if fused else "with batch norm", len(weights))
@@ -352,11 +374,12 @@ def embed(images: np.ndarray, *, variant: str = DEFAULT_BACKBONE, batch_size: in
     """The backbone's ``(n, d)`` float32 embedding of ``(n, size, size, 3)`` centre crops.
 
     ``d`` is 1 280, or :func:`embedding_size` with ``pooled_stages``. ``model`` (from
-    :func:`load_backbone`) is loaded, with ``pooled_stages``, when not given.
+    :func:`load_backbone`) is loaded, with ``pooled_stages`` and the crops' side, when not given.
     """
     from artsy.models.inference import configure_tensorflow, predict_batched
 
     if model is None:
         configure_tensorflow()
-        model = load_backbone(variant, pooled_stages=pooled_stages)
+        model = load_backbone(variant, pooled_stages=pooled_stages,
+                              image_size=int(images.shape[1]))
     return predict_batched(model, images, batch_size=batch_size)

@@ -134,7 +134,8 @@ class Bundle:
 
         try:
             return load_backbone(self.backbone["name"], expected_sha256=self.backbone["sha256"],
-                                 pooled_stages=tuple(self.backbone.get("pooled_stages", ())))
+                                 pooled_stages=tuple(self.backbone.get("pooled_stages", ())),
+                                 image_size=self.crop_size)
         except BackboneError as error:
             raise BundleError(f"bundle {self.path}: {error}") from None
 

@@ -116,7 +116,12 @@ def load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -
 
 def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
     """The bundle's backbone must be the one this artsy ships (same name and weight hash)."""
-    from artsy.models.backbone import BackboneError, backbone_manifest, embedding_size
+    from artsy.models.backbone import (
+        BackboneError,
+        backbone_manifest,
+        check_input_side,
+        embedding_size,
+    )
 
     if not record or not {"name", "sha256", "image_size"} <= set(record):
         raise BundleError(f"bundle {root}: embedding models without a backbone record")
@@ -130,6 +135,7 @@ def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
                           f"{str(shipped.get('sha256'))[:12]}; retrain with jobs/train.py")
     stages = record.get("pooled_stages", [])
     try:
+        check_input_side(record["image_size"])
         width = embedding_size(record["name"], tuple(stages))
     except (BackboneError, TypeError, ValueError) as error:
         raise BundleError(f"bundle {root}: backbone record: {error}") from None

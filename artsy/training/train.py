@@ -56,6 +56,7 @@ def _check_config(config: TrainConfig) -> None:
     unknown = [name for name in config.models if name not in TRAINABLE_MODELS]
     if unknown or not config.models:
         raise ValueError(f"unknown models {unknown}; choose from {', '.join(TRAINABLE_MODELS)}")
+    backbone_module.check_input_side(config.backbone_size)
     out = Path(config.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir())
                                                and not (out / MANIFEST_NAME).is_file())):
@@ -74,7 +75,9 @@ def command_line(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
     parts += ["--eval-data", *config.eval_data] if config.eval_data else []
     if config.min_agree is not None:
         parts += ["--min-agree", str(config.min_agree)]
-    parts += ["--models", *config.models, "--feature-set", config.artsy.feature_set,
+    parts += ["--models", *config.models, "--embedding", config.embedding,
+              "--backbone-size", str(config.backbone_size),
+              "--feature-set", config.artsy.feature_set,
               "--seed", str(config.artsy.seed), "--cv-seeds", *map(str, config.cv_seeds),
               "--n-splits", str(config.n_splits), "--cnn-epochs", str(config.cnn_epochs)]
     parts += ["--ablation", *map(str, ablation)] if ablation else []
@@ -84,8 +87,8 @@ def command_line(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
 
 def _load(config: TrainConfig) -> tuple[LabelledImages, Any]:
     data = load_sources(config.data, min_agree=config.min_agree)
-    crop = (backbone_module.VARIANTS[backbone_module.DEFAULT_BACKBONE].image_size
-            if any(name in EMBEDDING_MODELS for name in config.models) else None)
+    crop = (config.backbone_size if any(name in EMBEDDING_MODELS for name in config.models)
+            else None)
     decoded = decode_labelled(data.paths, size=config.artsy.image_size, crop=crop)
     data = data.subset(decoded.ok_mask)
     if len(np.unique(data.labels)) < 2:
@@ -140,7 +143,8 @@ def train(config: TrainConfig, *, ablation: Sequence[str | Path] = (),
 
             configure_tensorflow()
             backbone = backbone_module.load_backbone(
-                pooled_stages=backbone_module.EMBEDDINGS[config.embedding])
+                pooled_stages=backbone_module.EMBEDDINGS[config.embedding],
+                image_size=config.backbone_size)
         run.inputs = compute_inputs(images, crops, config, backbone)
     if "embedding" in run.inputs:
         head = run.inputs["embedding"][:, :backbone_module.EMBEDDING_SIZE]  # the pooled head
@@ -230,7 +234,8 @@ def _manifest(run: TrainingRun, params: dict[str, Any], combiner: LogisticRegres
                  "min_agree": config.min_agree,
                  "near_duplicate_pairs": [[data.relative_paths[i], data.relative_paths[j]]
                                           for i, j in run.duplicate_pairs]},
-        **({"backbone": backbone_module.bundle_record(embedding=config.embedding)}
+        **({"backbone": backbone_module.bundle_record(embedding=config.embedding,
+                                                      image_size=config.backbone_size)}
            if "embedding" in run.inputs else {}),
         "transfer": run.transfer,
         **({"emotion": run.emotion} if run.emotion else {}),

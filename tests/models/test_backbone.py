@@ -86,6 +86,24 @@ def test_multilevel_embedding_is_the_head_then_the_pooled_stages(photos):
     assert np.abs(embedded[:, backbone.EMBEDDING_SIZE:]).max() > 0.1
 
 
+def test_backbone_reads_larger_crops_of_the_same_view():
+    big = crops("chelsea", "coffee", side=288)
+    model = backbone.load_backbone(include_top=True, image_size=288)
+    assert model.input_shape[1:] == (288, 288, 3)
+    logits = model.predict(big.astype(np.float32), verbose=0)
+    assert int(np.argmax(logits[0])) in CATS and int(np.argmax(logits[1])) == ESPRESSO
+    stages = backbone.EMBEDDINGS["multilevel"]
+    embedded = backbone.embed(big, pooled_stages=stages)  # loads the backbone at the crops' side
+    assert embedded.shape == (2, backbone.embedding_size(pooled_stages=stages))
+    record = backbone.bundle_record(embedding="multilevel", image_size=288)
+    assert record["image_size"] == 288 and backbone.bundle_record()["image_size"] == 224
+    for side in (100, 80, 544, True, "288"):
+        with pytest.raises(backbone.BackboneError, match="multiple of 32"):
+            backbone.check_input_side(side)
+    with pytest.raises(backbone.BackboneError, match="multiple of 32"):
+        backbone.load_backbone(image_size=300)
+
+
 def test_pooled_stages_and_embeddings_are_checked():
     with pytest.raises(backbone.BackboneError, match="distinct stage numbers"):
         backbone.embedding_size(pooled_stages=(3, 7))

@@ -250,6 +250,7 @@ def test_default_bundle_loads():
 @pytest.mark.parametrize(("change", "message"), [
     ({"pooled_stages": [3, 9]}, "distinct stage numbers"),
     ({"embedding_size": 1280}, "says a 1280-d embedding, but stages"),
+    ({"image_size": 250}, "multiple of 32"),
 ])
 def test_bundle_backbone_record_must_fit_its_embedding(job_bundle, tmp_path, change, message):
     copy = tmp_path / "bundle"
@@ -257,6 +258,7 @@ def test_bundle_backbone_record_must_fit_its_embedding(job_bundle, tmp_path, cha
     manifest_path = copy / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     assert manifest["backbone"]["embedding_size"] == 1984  # the multi-level embedding
+    assert manifest["backbone"]["image_size"] == 288  # the shipped recipe's crop
     manifest["backbone"].update(change)
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(BundleError, match=message):

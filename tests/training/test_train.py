@@ -166,6 +166,16 @@ def test_job_train_help():
         assert option in result.stdout
 
 
+def test_job_train_bad_backbone_size_exits_2_before_work(tmp_path):
+    data = tmp_path / "data"
+    write_photos(data / "positive", 2, seed=1, max_side=120)
+    write_photos(data / "negative", 2, seed=2, max_side=120)
+    result = _job("--data", str(data), "--out", str(tmp_path / "out"), "--backbone-size", "300")
+    assert result.returncode == 2
+    assert "multiple of 32" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("case", "message"), [
     ("missing", "data folder not found"),
     ("empty", "no labelled images"),
@@ -252,6 +262,8 @@ def test_train_effnet_on_two_sources_records_backbone_and_transfer(effnet_run):
     manifest = _manifest(effnet_run)
     assert manifest["backbone"]["sha256"] == backbone_manifest()["sha256"]
     assert manifest["backbone"]["embedding"] == "multilevel"  # the default
+    assert manifest["backbone"]["image_size"] == 288
+    assert "--backbone-size 288" in manifest["training"]["command"]
     assert not any(name.endswith(".npz") for name in manifest["files"])  # referred to, not copied
     assert manifest["models"]["effnet"]["kind"] == "embedding"
     assert set(manifest["data"]["sources"]) == {"first", "second"}
@@ -281,7 +293,7 @@ def test_effnet_bundle_labels_through_the_backbone(effnet_run, tmp_path):
     from artsy.models import backbone
 
     bundle = load_bundle(effnet_run)
-    assert bundle.crop_size == 224 and bundle.actor_member
+    assert bundle.crop_size == 288 and bundle.actor_member  # the default --backbone-size
     assert set(bundle.embedding_names) <= {"effnet", "effnet_logreg"}
     paths = write_photos(tmp_path, 4, seed=7, max_side=300)
     decoded = decode_labelled(paths, size=bundle.image_size, crop=bundle.crop_size)
