@@ -175,7 +175,7 @@ def job_actor_resources(cpus: int, *, gpu: bool) -> tuple[float, int | None]:
                                                             "GPU": 1.0 if gpu else 0.0})
     except (common.Skip, TypeError, ValueError):
         return 1.0, None
-    return actor_cpus, pipeline.cnn_threads(actor_cpus)
+    return actor_cpus, pipeline.cnn_threads(actor_cpus, float(cpus))
 
 
 def _rows(pixels: np.ndarray, others: tuple[str, ...], crops: bool) -> list[dict]:

@@ -106,7 +106,8 @@ def _build_dataset(config: JobConfig, plan: JobPlan, files: list, run_id: str,
         predict.CnnPredictor, batch_size=batch_size,  # Ray asks for one when GPUs are requested
         fn_constructor_args=(config.model,),
         fn_constructor_kwargs={"batch_size": batch_size,
-                               "threads": cnn_threads(actor_cpus), "output": finish},
+                               "threads": cnn_threads(actor_cpus, cpus),
+                               "output": finish},
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=gpus_per_actor or None, num_cpus=actor_cpus,
         max_restarts=ACTOR_RESTARTS, max_task_retries=TASK_RETRIES)

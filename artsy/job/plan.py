@@ -21,9 +21,10 @@ from artsy.config import JobConfig
 
 #: CPUs reserved by a CNN actor on a cluster with fewer than ``SMALL_CLUSTER_CPUS`` CPUs: none,
 #: so every core runs a decode task. After its start-up the CNN needs about a tenth of the CPU
-#: time of decoding + features per image (1 100 vs 106 images/s per core), and it runs one
-#: TensorFlow thread, so it shares a core instead of idling on a reserved one.
+#: time of decoding + features per image, so it shares the cores instead of idling on a
+#: reserved one; it runs ``SMALL_CLUSTER_CNN_THREADS`` TensorFlow threads (:func:`cnn_threads`).
 SMALL_CLUSTER_CNN_CPUS = 0.0
+SMALL_CLUSTER_CNN_THREADS = 2
 SMALL_CLUSTER_CPUS = 4
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -138,16 +139,20 @@ def cnn_resources(config: JobConfig, cluster: dict[str, float]) -> tuple[int, fl
     return actors, gpus_per_actor, actor_cpus
 
 
-def cnn_threads(actor_cpus: float) -> int:
-    """TensorFlow intra-op threads of a CNN actor: its reserved CPUs, at least one.
+def cnn_threads(actor_cpus: float, cluster_cpus: float = 1.0) -> int:
+    """TensorFlow intra-op threads of a CNN actor.
 
-    An actor that reserves no CPU (small CPU-only clusters) gets one thread, not every core:
-    measured on 2 cores, two threads made the isolated actor faster but the whole job slower
-    (more CPU spent, 24.7 s against 23.3 s for 1 000 photos), competing with the decode tasks.
-    With the EfficientNet-Lite0 backbone the two are even (1 500 photos: 47.9 s with one thread,
-    47.5 s with two; the isolated actor 71 against 96 images/s), so one thread stays.
+    An actor that reserves CPUs runs one thread per reserved CPU. One that reserves none (small
+    CPU-only clusters, see :data:`SMALL_CLUSTER_CNN_CPUS`) runs ``SMALL_CLUSTER_CNN_THREADS``,
+    never more than the cluster's CPUs. With the from-scratch CNN a second thread made the job
+    slower (it competed with decoding: 1 000 photos, 24.7 s against 23.3 s); with the backbone
+    at 288 px the actor is the long pole once decoding ends, and on 2 cores a second thread made
+    the whole job faster (1 500 photos, three interleaved runs each: 44.1-47.9 s against
+    52.8-59.1 s with one thread; two actors of one thread were slower still, 58.0-62.1 s).
     """
-    return max(1, math.ceil(actor_cpus))
+    if actor_cpus > 0:
+        return max(1, math.ceil(actor_cpus))
+    return max(1, min(SMALL_CLUSTER_CNN_THREADS, math.floor(cluster_cpus)))
 
 
 def check_cluster(config: JobConfig) -> tuple[int, float, float]:

@@ -136,7 +136,8 @@ def test_cnn_resources_follow_the_cluster():
     config = JobConfig(inputs=("x",), output="y")
     assert pipeline.cnn_resources(config, {"CPU": 16.0, "GPU": 4.0}) == (4, 1.0, 1.0)
     assert pipeline.cnn_resources(config, {"CPU": 2.0}) == (1, 0.0, 0.0)
-    assert pipeline.cnn_threads(0.0) == 1 and pipeline.cnn_threads(1.0) == 1
+    assert pipeline.cnn_threads(1.0, 16.0) == 1 and pipeline.cnn_threads(2.0, 16.0) == 2
+    assert pipeline.cnn_threads(0.0, 2.0) == 2 and pipeline.cnn_threads(0.0, 1.0) == 1
     halves = JobConfig(inputs=("x",), output="y", gpus_per_actor=0.5)
     assert pipeline.cnn_resources(halves, {"CPU": 8.0, "GPU": 1.0})[:2] == (2, 0.5)
     with pytest.raises(ValueError, match="GPUs"):
