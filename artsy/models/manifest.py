@@ -9,6 +9,8 @@ when it was saved; :func:`check_backbone` a bundle trained on another backbone. 
 from __future__ import annotations
 
 import json
+import sys
+import types
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
@@ -23,6 +25,13 @@ MANIFEST_NAME = "manifest.json"
 #: Module prefixes whose types may be trusted when loading ``.skops`` files.
 ALLOWED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "artsy.")
 _CHUNK = 1 << 20
+#: scikit-learn's array-API shims of optional array libraries. ``import skops.io`` lists every
+#: scikit-learn estimator (``sklearn.utils.all_estimators``), and the package walk behind it
+#: imports each sub-package, so these would import torch (or cupy, dask) wherever it is installed,
+#: as with the ``train`` extra: 1.2 s and about 300 MB in every process that loads a bundle,
+#: decode tasks and CNN actors included. They hold no estimator; :func:`skops_io` skips them.
+ARRAY_API_SHIMS = tuple(f"sklearn.externals.array_api_compat.{name}"
+                        for name in ("torch", "cupy", "dask"))
 
 #: File name of the Keras model inside a bundle.
 CNN_FILE = "cnn.keras"
@@ -38,10 +47,28 @@ class BundleError(ValueError):
     """A model bundle is missing, altered or incompatible; the message is one line."""
 
 
-def untrusted_types(path: Path) -> list[str]:
-    import skops.io
+def skops_io() -> types.ModuleType:
+    """Import ``skops.io`` without the array libraries of :data:`ARRAY_API_SHIMS`.
 
-    return sorted(skops.io.get_untrusted_types(file=path))
+    While it imports, each shim not yet imported is an empty placeholder module (no ``__path__``,
+    so the walk does not enter it); afterwards the placeholders are gone, and a later import of a
+    shim (scikit-learn's array API dispatch with torch arrays) loads the real one.
+    """
+    if "skops.io" not in sys.modules:
+        held = {name: types.ModuleType(name) for name in ARRAY_API_SHIMS
+                if name not in sys.modules}
+        sys.modules.update(held)
+        try:
+            import skops.io  # noqa: F401
+        finally:
+            for name, placeholder in held.items():
+                if sys.modules.get(name) is placeholder:
+                    del sys.modules[name]
+    return sys.modules["skops.io"]
+
+
+def untrusted_types(path: Path) -> list[str]:
+    return sorted(skops_io().get_untrusted_types(file=path))
 
 
 def check_allowed(types: list[str], where: str) -> None:
@@ -52,9 +79,7 @@ def check_allowed(types: list[str], where: str) -> None:
 
 def dump_skops(estimator: Any, path: Path) -> list[str]:
     """Save ``estimator`` with skops and return the types it needs trusted on load."""
-    import skops.io
-
-    skops.io.dump(estimator, path, compression=zipfile.ZIP_DEFLATED)
+    skops_io().dump(estimator, path, compression=zipfile.ZIP_DEFLATED)
     types = untrusted_types(path)
     check_allowed(types, path.name)
     return types
@@ -101,8 +126,6 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 
 def load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -> Any:
-    import skops.io
-
     name = entry["file"]
     trusted = list(entry.get("trusted", []))
     check_allowed(trusted, f"bundle {root}: {name}")
@@ -111,7 +134,7 @@ def load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -
     if unexpected:
         raise BundleError(f"bundle {root}: {name} holds types not recorded at save time: "
                           f"{unexpected[:5]}")
-    return skops.io.load(root / name, trusted=trusted)
+    return skops_io().load(root / name, trusted=trusted)
 
 
 def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
