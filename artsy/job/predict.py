@@ -270,7 +270,7 @@ class CnnPredictor:
     batch_size : int
         Images per forward pass; the last pass is padded so the model always sees this shape.
     threads : int or None, default=None
-        TensorFlow intra-op threads (the CPUs the actor reserved); ``None`` is TensorFlow's default.
+        TensorFlow intra-op threads (:func:`artsy.job.plan.cnn_threads`); ``None``: its default.
     output : mapping or None, default=None
         Keyword arguments of :func:`to_output_table`: given, each call returns the finished table.
 
