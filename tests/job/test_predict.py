@@ -19,6 +19,7 @@ from artsy.job.predict import (
 )
 from artsy.job.rows import to_output_table
 from artsy.job.schema import output_schema
+from artsy.models.bundle import load_bundle
 from artsy.testing import write_photos
 
 
@@ -75,7 +76,8 @@ def test_predictors_label_ok_rows_and_pass_error_rows_untouched(mixed_dir, job_b
     batch = featurize_and_score(_batch(mixed_dir), bundle_path=str(job_bundle), image_size=100,
                                 feature_set="affect")
     assert "features" not in batch and "pixels" in batch
-    assert batch["crops"].shape[1:] == (224, 224, 3)  # the backbone's input, same decode
+    side = load_bundle(job_bundle).crop_size  # the backbone's input, from the same decode
+    assert side == 288 and batch["crops"].shape[1:] == (side, side, 3)
     batch = CnnPredictor(str(job_bundle), batch_size=4, threads=1)(batch)
     assert "pixels" not in batch and "crops" not in batch
     ok = batch["status"] == "ok"
