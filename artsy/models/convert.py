@@ -33,10 +33,9 @@ from artsy.models.backbone import (
     DEFAULT_BACKBONE,
     EMBEDDING_SIZE,
     VARIANTS,
-    assign_weights,
     build_efficientnet_lite,
-    weights_paths,
 )
+from artsy.models.backbone_weights import assign_weights, weights_paths
 
 logger = logging.getLogger(__name__)
 

@@ -140,12 +140,8 @@ def load_skops(root: Path, entry: Mapping[str, Any], files: Mapping[str, str]) -
 
 def check_backbone(root: Path, record: Mapping[str, Any] | None) -> None:
     """The bundle's backbone must be the one this artsy ships (same name and weight hash)."""
-    from artsy.models.backbone import (
-        BackboneError,
-        backbone_manifest,
-        check_input_side,
-        embedding_size,
-    )
+    from artsy.models.backbone import check_input_side, embedding_size
+    from artsy.models.backbone_weights import BackboneError, backbone_manifest
 
     if not record or not {"name", "sha256", "image_size"} <= set(record):
         raise BundleError(f"bundle {root}: embedding models without a backbone record")

@@ -88,7 +88,7 @@ def validation_split(labels: np.ndarray, groups: np.ndarray,
 
 
 def cnn_cv(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> CVResult:
-    from artsy.models import cnn
+    from artsy.models import cnn, cnn_training
 
     config = run.config
     best_epochs = []
@@ -97,12 +97,13 @@ def cnn_cv(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> CVResu
         fit_idx, val_idx = (train_idx[part] for part in validation_split(
             data.labels[train_idx], data.groups[train_idx], config.artsy.seed))
         model = cnn.build_cnn(images.shape[1:], 2, seed=config.artsy.seed)
-        history = cnn.train_cnn(model, images[fit_idx], data.labels[fit_idx],
-                                validation_data=(images[val_idx], data.labels[val_idx]),
-                                epochs=config.cnn_epochs, seed=config.artsy.seed)
+        history = cnn_training.train_cnn(
+            model, images[fit_idx], data.labels[fit_idx],
+            validation_data=(images[val_idx], data.labels[val_idx]),
+            epochs=config.cnn_epochs, seed=config.artsy.seed)
         run.cnn_histories.append({key: [float(v) for v in values]
                                   for key, values in history.history.items()})
-        best_epochs.append(cnn.best_epoch(history))
+        best_epochs.append(cnn_training.best_epoch(history))
         logger.info("cnn fold %d: best epoch %d", len(best_epochs), best_epochs[-1])
         return cnn.predict_positive(model, images[test_idx], batch_size=config.artsy.batch_size)
 
@@ -169,12 +170,12 @@ def final_classical(name: str, features: np.ndarray, data: LabelledImages,
 
 
 def final_cnn(images: np.ndarray, data: LabelledImages, run: TrainingRun) -> Any:
-    from artsy.models import cnn
+    from artsy.models import cnn, cnn_training
 
     config = run.config
     model = cnn.build_cnn(images.shape[1:], 2, seed=config.artsy.seed)
-    history = cnn.train_cnn(model, images, data.labels, epochs=run.cnn_final_epochs or 1,
-                            seed=config.artsy.seed)
+    history = cnn_training.train_cnn(model, images, data.labels,
+                                     epochs=run.cnn_final_epochs or 1, seed=config.artsy.seed)
     logger.info("final cnn: %d epochs on %d images, final loss %.4f", run.cnn_final_epochs,
                 len(images), history.history["loss"][-1])
     return model

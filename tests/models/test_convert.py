@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from artsy.io import sha256_file
-from artsy.models import backbone, convert
+from artsy.models import backbone, backbone_weights, convert
 from artsy.testing import sample_crops as crops
 
 torch = pytest.importorskip("torch", reason="torch is in the train/test extra: pip install -e "
@@ -46,7 +46,7 @@ def test_unknown_reference_tensor_is_an_error(state):
 
 def test_conversion_reproduces_the_shipped_file(tmp_path):
     path = convert.convert(VARIANT, tmp_path)
-    assert sha256_file(path) == backbone.backbone_manifest()["sha256"]
+    assert sha256_file(path) == backbone_weights.backbone_manifest()["sha256"]
 
 
 def test_keras_embedding_matches_the_torch_reference(state):

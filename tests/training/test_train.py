@@ -257,7 +257,7 @@ def effnet_run(tmp_path_factory) -> Path:
 
 
 def test_train_effnet_on_two_sources_records_backbone_and_transfer(effnet_run):
-    from artsy.models.backbone import backbone_manifest
+    from artsy.models.backbone_weights import backbone_manifest
 
     manifest = _manifest(effnet_run)
     assert manifest["backbone"]["sha256"] == backbone_manifest()["sha256"]
