@@ -10,7 +10,7 @@ from artsy.testing import write_photos
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray]:
+def labelled_photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[np.ndarray, np.ndarray]:
     """24 decoded real photos and a learnable label: brighter than the median is "positive"."""
     folder = tmp_path_factory.mktemp("cnn_photos")
     paths = write_photos(folder, 24, seed=11, max_side=300)

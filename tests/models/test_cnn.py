@@ -14,16 +14,15 @@ from artsy.models import cnn, cnn_training  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def trained(photos, tmp_path_factory) -> tuple[object, object, Path]:
+def trained(labelled_photos, tmp_path_factory) -> tuple[object, Path]:
     """The default net trained 3 epochs on 16 photos, validated on 8, with a checkpoint."""
-    images, labels = photos
+    images, labels = labelled_photos
     model = cnn.build_cnn(seed=5)
     checkpoint = tmp_path_factory.mktemp("cnn_checkpoint") / "best.keras"
-    history = cnn_training.train_cnn(model, images[:16], labels[:16],
-                                     validation_data=(images[16:], labels[16:]), epochs=3,
-                                     batch_size=8, seed=5, patience=2,
-                                     checkpoint_path=checkpoint)
-    return model, history, checkpoint
+    cnn_training.train_cnn(model, images[:16], labels[:16],
+                           validation_data=(images[16:], labels[16:]), epochs=3,
+                           batch_size=8, seed=5, patience=2, checkpoint_path=checkpoint)
+    return model, checkpoint
 
 
 def test_cnn_seed_net_has_notebook_parameter_count():
@@ -43,18 +42,18 @@ def test_cnn_default_net_is_compiled_and_much_smaller():
     assert "Lambda" not in layer_types
 
 
-def test_cnn_predict_positive_gives_probabilities(photos, trained):
-    images, _ = photos
-    model, _, checkpoint = trained
+def test_cnn_predict_positive_gives_probabilities(labelled_photos, trained):
+    images, _ = labelled_photos
+    model, checkpoint = trained
     p_positive = cnn.predict_positive(model, images)
     assert p_positive.shape == (len(images),) and p_positive.dtype == np.float32
     assert np.all((p_positive >= 0) & (p_positive <= 1))
     assert checkpoint.is_file()
 
 
-def test_cnn_keras_file_round_trip_in_safe_mode(photos, trained, tmp_path):
-    images, _ = photos
-    model, _, checkpoint = trained
+def test_cnn_keras_file_round_trip_in_safe_mode(labelled_photos, trained, tmp_path):
+    images, _ = labelled_photos
+    model, checkpoint = trained
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
@@ -65,9 +64,9 @@ def test_cnn_keras_file_round_trip_in_safe_mode(photos, trained, tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_cnn_predict_positive_pads_the_last_batch(photos, trained, dtype):
-    images, _ = photos
-    model, _, _ = trained
+def test_cnn_predict_positive_pads_the_last_batch(labelled_photos, trained, dtype):
+    images, _ = labelled_photos
+    model, _ = trained
     batch = images[:13].astype(dtype)
     expected = model.predict(batch, batch_size=5, verbose=0)[:, 1]
     np.testing.assert_allclose(cnn.predict_positive(model, batch, batch_size=5), expected,
@@ -75,9 +74,9 @@ def test_cnn_predict_positive_pads_the_last_batch(photos, trained, dtype):
     assert cnn.predict_positive(model, batch[:0]).shape == (0,)
 
 
-def test_cnn_feature_maps_shapes(photos, trained):
-    images, _ = photos
-    model, _, _ = trained
+def test_cnn_feature_maps_shapes(labelled_photos, trained):
+    images, _ = labelled_photos
+    model, _ = trained
     maps = cnn.feature_maps(model, images[0])
     assert [(name, array.shape) for name, array in maps] == [
         ("conv0", (25, 25, 24)), ("sepconv1", (12, 12, 48)),
@@ -92,8 +91,8 @@ def test_cnn_configure_tensorflow_twice_is_safe():
     assert cnn.configure_tensorflow(intra_op_threads=1, inter_op_threads=1) == first
 
 
-def test_cnn_bad_input_raises(photos):
-    images, _ = photos
+def test_cnn_bad_input_raises(labelled_photos):
+    images, _ = labelled_photos
     model = cnn.build_cnn()
     with pytest.raises(ValueError, match="shape"):
         cnn.predict_positive(model, images[:, :50])

@@ -10,8 +10,8 @@ pytest.importorskip("tensorflow")
 from artsy.models import cnn, cnn_training  # noqa: E402
 
 
-def test_cnn_training_stops_early_and_checkpoints(photos, tmp_path):
-    images, labels = photos
+def test_cnn_training_stops_early_and_checkpoints(labelled_photos, tmp_path):
+    images, labels = labelled_photos
     model = cnn.build_cnn(seed=5)
     checkpoint = tmp_path / "best.keras"
     history = cnn_training.train_cnn(model, images[:16], labels[:16],
@@ -25,8 +25,8 @@ def test_cnn_training_stops_early_and_checkpoints(photos, tmp_path):
     assert checkpoint.is_file()
 
 
-def test_cnn_training_lowers_the_loss(photos):
-    images, labels = photos
+def test_cnn_training_lowers_the_loss(labelled_photos):
+    images, labels = labelled_photos
     model = cnn.build_cnn(seed=1, augment=False, learning_rate=1e-2)
     history = cnn_training.train_cnn(model, images, labels, epochs=6, batch_size=8, seed=1)
     losses = history.history["loss"]
@@ -35,8 +35,8 @@ def test_cnn_training_lowers_the_loss(photos):
     assert cnn_training.best_epoch(history) == int(np.argmin(losses)) + 1
 
 
-def test_cnn_training_same_seed_same_weights(photos):
-    images, labels = photos
+def test_cnn_training_same_seed_same_weights(labelled_photos):
+    images, labels = labelled_photos
 
     def weights_after_one_epoch(seed: int) -> list[np.ndarray]:
         model = cnn.build_cnn(seed=seed)
@@ -50,8 +50,8 @@ def test_cnn_training_same_seed_same_weights(photos):
     assert any(not np.array_equal(left, right) for left, right in zip(first, other, strict=True))
 
 
-def test_cnn_training_bad_input_raises(photos):
-    images, labels = photos
+def test_cnn_training_bad_input_raises(labelled_photos):
+    images, labels = labelled_photos
     model = cnn.build_cnn()
     with pytest.raises(ValueError, match="labels must be ints"):
         cnn_training.train_cnn(model, images, labels + 2, epochs=1)
